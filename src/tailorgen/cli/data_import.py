@@ -1,0 +1,1 @@
+"""`tailorgen data import ...` (filled in by the adapters work)."""

@@ -1,0 +1,1 @@
+"""`tailorgen data stats|split|fetch-images` (filled in by the splits/downloader work)."""

@@ -1,0 +1,1 @@
+"""`tailorgen demo`."""

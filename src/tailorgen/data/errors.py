@@ -1,0 +1,68 @@
+"""Errors and the import report: every bad row is either a clear error or a counted, listed skip."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DataError(ValueError):
+    """Bad input, located precisely: which file, which line (or row) and which field."""
+
+    def __init__(self, file: str, line: int | None, field_name: str | None, message: str):
+        self.file = str(file)
+        self.line = line
+        self.field = field_name
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.field:
+            where += f": field '{self.field}'"
+        return f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field, "reason": self.message}
+
+
+@dataclass
+class ImportReport:
+    """What an import kept and what it skipped, and why. Written as import_report.json.
+
+    With ``strict=True`` the first problem raises instead of being skipped.
+    """
+
+    strict: bool = False
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    max_listed: int = 10_000
+
+    def skip(self, file: str, line: int | None, field_name: str | None, reason: str) -> None:
+        err = DataError(file, line, field_name, reason)
+        if self.strict:
+            raise err
+        self.counts[reason.split(":")[0]] += 1
+        if len(self.skipped) < self.max_listed:
+            self.skipped.append(err.as_dict())
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_skipped": self.n_skipped,
+            "skipped_by_reason": dict(self.counts),
+            "skipped": self.skipped,
+            "listed_all": self.n_skipped <= len(self.skipped),
+        }
+
+    def summary(self) -> str:
+        if not self.n_skipped:
+            return "no rows skipped"
+        parts = ", ".join(f"{n} x {r}" for r, n in self.counts.most_common())
+        return f"{self.n_skipped} rows skipped ({parts}); see import_report.json"

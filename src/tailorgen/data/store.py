@@ -1,0 +1,338 @@
+"""Read and write datasets in the on-disk schema (see tailorgen.data.schema).
+
+Writers build the whole dataset in a temporary directory and rename it into place
+only when every table validated, so a failed import never leaves a half-written
+dataset and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from tailorgen import __version__
+from tailorgen.common import atomic_dir, hash_file, read_json, write_json
+from tailorgen.common.manifest import environment_versions, now_utc
+from tailorgen.data.errors import DataError, ImportReport
+from tailorgen.data.schema import (
+    INTERACTIONS_SCHEMA,
+    ITEMS_SCHEMA,
+    QUERIES_SCHEMA,
+    REQUIRED_INTERACTION_FIELDS,
+    REQUIRED_ITEM_FIELDS,
+    SCHEMA_VERSION,
+    TABLES,
+)
+
+# A row from some source file, with where it came from, so errors can name file and line.
+Provenance = tuple[str, int | None]
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def clean_items(rows: Iterable[tuple[dict, Provenance]], report: ImportReport) -> list[dict]:
+    """Keep well-formed item rows: required fields present, ids unique. Others are reported."""
+    seen: dict[str, Provenance] = {}
+    kept = []
+    for row, (file, line) in rows:
+        missing = next((f for f in REQUIRED_ITEM_FIELDS if _is_missing(row.get(f))), None)
+        if missing:
+            report.skip(file, line, missing, "missing required field")
+            continue
+        item_id = str(row["item_id"])
+        if item_id in seen:
+            first = seen[item_id]
+            report.skip(file, line, "item_id", f"duplicate id: '{item_id}' first seen at {first[0]}:{first[1]}")
+            continue
+        seen[item_id] = (file, line)
+        row = {k: row.get(k) for k in ITEMS_SCHEMA.names}
+        row["item_id"] = item_id
+        if row["tags"] is not None:
+            row["tags"] = [str(t) for t in row["tags"] if not _is_missing(t)]
+        if row["price"] is not None:
+            try:
+                row["price"] = float(row["price"])
+            except (TypeError, ValueError):
+                row["price"] = None  # prices like "$1,299 - $1,499" are common; the raw text stays in extra
+        kept.append(row)
+    return kept
+
+
+def clean_interactions(
+    rows: Iterable[tuple[dict, Provenance]], known_items: set[str], report: ImportReport
+) -> list[dict]:
+    """Keep interactions with every required field, a numeric timestamp and a known item."""
+    kept = []
+    for row, (file, line) in rows:
+        missing = next((f for f in REQUIRED_INTERACTION_FIELDS if _is_missing(row.get(f))), None)
+        if missing:
+            report.skip(file, line, missing, "missing required field")
+            continue
+        try:
+            ts = int(float(row["timestamp"]))
+        except (TypeError, ValueError):
+            report.skip(file, line, "timestamp", f"not a number: {row['timestamp']!r}")
+            continue
+        rating = row.get("rating")
+        if not _is_missing(rating):
+            try:
+                rating = float(rating)
+            except (TypeError, ValueError):
+                report.skip(file, line, "rating", f"not a number: {rating!r}")
+                continue
+        else:
+            rating = None
+        item_id = str(row["item_id"])
+        if item_id not in known_items:
+            report.skip(file, line, "item_id", f"unknown item: '{item_id}' is not in the item table")
+            continue
+        review = row.get("review")
+        kept.append(
+            {
+                "user_id": str(row["user_id"]),
+                "item_id": item_id,
+                "timestamp": ts,
+                "rating": rating,
+                "review": None if _is_missing(review) else str(review),
+            }
+        )
+    return kept
+
+
+def _to_table(rows_or_table: list[dict] | pa.Table, schema: pa.Schema, name: str) -> pa.Table:
+    if isinstance(rows_or_table, pa.Table):
+        missing = [f.name for f in schema if f.name not in rows_or_table.column_names and not f.nullable]
+        if missing:
+            raise DataError(name, None, missing[0], "required column missing")
+        cols = [
+            rows_or_table.column(f.name) if f.name in rows_or_table.column_names else pa.nulls(len(rows_or_table), f.type)
+            for f in schema
+        ]
+        try:
+            return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(cols, schema)], schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise DataError(name, None, None, f"does not fit the schema: {e}") from e
+    try:
+        return pa.Table.from_pylist(rows_or_table, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        # Find the first offending row and field so the message says where to look.
+        for i, row in enumerate(rows_or_table):
+            for f in schema:
+                try:
+                    pa.array([row.get(f.name)], type=f.type)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    raise DataError(name, i, f.name, f"value {row.get(f.name)!r} is not {f.type}") from e
+        raise DataError(name, None, None, f"does not fit the schema: {e}") from e
+
+
+@dataclass
+class DatasetWriter:
+    """Build a dataset directory atomically.
+
+    >>> with DatasetWriter(out, source={"format": "csv"}) as w:
+    ...     rel = w.write_image("item1", png_bytes)
+    ...     w.set_tables(items=rows, interactions=rows)
+    """
+
+    out: Path
+    source: dict[str, Any]
+    overwrite: bool = False
+    report: ImportReport = field(default_factory=ImportReport)
+    _tmp: Path | None = None
+    _tables: dict[str, pa.Table] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+
+    @contextmanager
+    def _open(self) -> Iterator[DatasetWriter]:
+        with atomic_dir(self.out, overwrite=self.overwrite) as tmp:
+            self._tmp = tmp
+            yield self
+            self._finish()
+
+    def __enter__(self) -> DatasetWriter:
+        self._cm = self._open()
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._cm.__exit__(*exc)
+
+    @property
+    def root(self) -> Path:
+        assert self._tmp is not None, "use DatasetWriter as a context manager"
+        return self._tmp
+
+    def subdir(self, name: str) -> Path:
+        d = self.root / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def write_image(self, item_id: str, data: bytes, ext: str = ".png", shard: bool = False) -> str:
+        """Store an image file under images/ and return its path relative to the dataset."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
+        rel = Path("images") / (safe[:3] if shard else "") / f"{safe}{ext}"
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return rel.as_posix()
+
+    def set_tables(
+        self,
+        items: list[dict] | pa.Table,
+        interactions: list[dict] | pa.Table,
+        queries: list[dict] | pa.Table | None = None,
+    ) -> None:
+        self._tables["items"] = _to_table(items, ITEMS_SCHEMA, "items")
+        self._tables["interactions"] = _to_table(interactions, INTERACTIONS_SCHEMA, "interactions")
+        if queries is not None:
+            self._tables["queries"] = _to_table(queries, QUERIES_SCHEMA, "queries")
+
+    def _finish(self) -> None:
+        if "items" not in self._tables:
+            raise RuntimeError("DatasetWriter closed before set_tables() was called; nothing was written")
+        items = self._tables["items"]
+        if len(items) == 0:
+            raise DataError("items", None, None, "no items left to write (see the import report for skipped rows)")
+        ids = items.column("item_id")
+        if len(ids.unique()) != len(ids):
+            raise DataError("items", None, "item_id", "duplicate item ids")
+        known = set(ids.to_pylist())
+        unknown = set(self._tables["interactions"].column("item_id").unique().to_pylist()) - known
+        if unknown:
+            raise DataError("interactions", None, "item_id", f"{len(unknown)} unknown item ids, e.g. {sorted(unknown)[:3]}")
+        files = {}
+        for name, table in self._tables.items():
+            filename = TABLES[name][0]
+            pq.write_table(table, self.root / filename, compression="zstd")
+            files[filename] = hash_file(self.root / filename)
+        inter = self._tables["interactions"]
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "tailorgen_version": __version__,
+            "created": now_utc(),
+            "source": self.source,
+            "counts": {
+                "items": len(items),
+                "interactions": len(inter),
+                "users": len(inter.column("user_id").unique()),
+                "queries": len(self._tables["queries"]) if "queries" in self._tables else 0,
+                "items_with_image": int(
+                    len(items) - min(items.column("image").null_count, len(items))
+                    if items.column("image_bytes").null_count == len(items)
+                    else len(items) - items.column("image_bytes").null_count
+                ),
+                "skipped_rows": self.report.n_skipped,
+            },
+            "files": files,
+            "versions": environment_versions(),
+        }
+        write_json(self.root / "import_report.json", self.report.as_dict())
+        write_json(self.root / "manifest.json", manifest)
+
+
+class Dataset:
+    """A dataset directory loaded for reading. Every source (shop or import) loads through here."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        manifest_path = self.root / "manifest.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(
+                f"{self.root} is not a tailorgen dataset (no manifest.json); "
+                "create one with `tailorgen world build` or `tailorgen data import`"
+            )
+        self.manifest = read_json(manifest_path)
+        version = self.manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise DataError(str(manifest_path), None, "schema_version", f"is {version}, this tailorgen reads {SCHEMA_VERSION}")
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> Dataset:
+        return cls(root)
+
+    def _read(self, name: str) -> pa.Table | None:
+        filename, schema = TABLES[name]
+        path = self.root / filename
+        if not path.exists():
+            if name == "queries":
+                return None
+            raise FileNotFoundError(f"{path} is missing; the dataset is incomplete")
+        table = pq.read_table(path)
+        if not table.schema.equals(schema, check_metadata=False):
+            raise DataError(str(path), None, None, f"schema differs from tailorgen's:\n{table.schema}")
+        return table
+
+    @cached_property
+    def items(self) -> pa.Table:
+        return self._read("items")
+
+    @cached_property
+    def interactions(self) -> pa.Table:
+        return self._read("interactions")
+
+    @cached_property
+    def queries(self) -> pa.Table | None:
+        return self._read("queries")
+
+    @cached_property
+    def item_row(self) -> dict[str, int]:
+        """item_id -> row number in ``items``."""
+        return {item_id: i for i, item_id in enumerate(self.items.column("item_id").to_pylist())}
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return (self.root / "truth").is_dir()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item(self, item_id: str) -> dict:
+        try:
+            i = self.item_row[item_id]
+        except KeyError:
+            raise KeyError(f"item '{item_id}' is not in {self.root / 'items.parquet'}") from None
+        return self.items.slice(i, 1).to_pylist()[0]
+
+    def load_image(self, item_id: str) -> Image.Image | None:
+        """The item's image as RGB, or None if it has none. Raises DataError if it is unreadable."""
+        row = self.item(item_id)
+        if row["image_bytes"] is not None:
+            src, opener = f"items.parquet[{item_id}].image_bytes", lambda: io.BytesIO(row["image_bytes"])
+        elif row["image"] is not None:
+            path = Path(row["image"])
+            path = path if path.is_absolute() else self.root / path
+            src, opener = str(path), lambda: path
+        else:
+            return None
+        try:
+            with Image.open(opener()) as im:
+                return im.convert("RGB")
+        except (OSError, ValueError) as e:
+            raise DataError(src, None, "image", f"unreadable image ({e})") from e
+
+    def user_histories(self) -> dict[str, list[str]]:
+        """user_id -> item ids in time order (ties keep file order)."""
+        inter = self.interactions.sort_by([("user_id", "ascending"), ("timestamp", "ascending")])
+        out: dict[str, list[str]] = {}
+        for u, i in zip(inter.column("user_id").to_pylist(), inter.column("item_id").to_pylist()):
+            out.setdefault(u, []).append(i)
+        return out
+
+    def extra(self, item_id: str) -> dict:
+        raw = self.item(item_id)["extra"]
+        return json.loads(raw) if raw else {}
