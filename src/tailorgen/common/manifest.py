@@ -37,7 +37,7 @@ def environment_versions() -> dict[str, str]:
 
 
 def now_utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -50,3 +50,26 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
+
+
+def write_run_manifest(
+    run_dir: str | os.PathLike, command: str, config: dict, seed: int | None, artifacts: dict[str, str | os.PathLike]
+) -> dict:
+    """Record how a run directory came to be: command, config, seed, versions and artifact hashes."""
+    from tailorgen.common.hashing import hash_file, hash_tree
+
+    run_dir = Path(run_dir)
+    hashes = {}
+    for name, path in artifacts.items():
+        p = Path(path)
+        hashes[name] = {"path": os.path.relpath(p, run_dir), "hash": hash_tree(p) if p.is_dir() else hash_file(p)}
+    manifest = {
+        "command": command,
+        "created": now_utc(),
+        "seed": seed,
+        "config": config,
+        "versions": environment_versions(),
+        "artifacts": hashes,
+    }
+    write_json(run_dir / "manifest.json", manifest)
+    return manifest

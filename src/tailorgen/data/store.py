@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -119,7 +120,9 @@ def _to_table(rows_or_table: list[dict] | pa.Table, schema: pa.Schema, name: str
         if missing:
             raise DataError(name, None, missing[0], "required column missing")
         cols = [
-            rows_or_table.column(f.name) if f.name in rows_or_table.column_names else pa.nulls(len(rows_or_table), f.type)
+            rows_or_table.column(f.name)
+            if f.name in rows_or_table.column_names
+            else pa.nulls(len(rows_or_table), f.type)
             for f in schema
         ]
         try:
@@ -137,6 +140,11 @@ def _to_table(rows_or_table: list[dict] | pa.Table, schema: pa.Schema, name: str
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
                     raise DataError(name, i, f.name, f"value {row.get(f.name)!r} is not {f.type}") from e
         raise DataError(name, None, None, f"does not fit the schema: {e}") from e
+
+
+def count_items_with_image(items: pa.Table) -> int:
+    has_image = pc.or_(pc.is_valid(items.column("image")), pc.is_valid(items.column("image_bytes")))
+    return int(pc.sum(has_image).as_py() or 0)
 
 
 @dataclass
@@ -214,7 +222,9 @@ class DatasetWriter:
         known = set(ids.to_pylist())
         unknown = set(self._tables["interactions"].column("item_id").unique().to_pylist()) - known
         if unknown:
-            raise DataError("interactions", None, "item_id", f"{len(unknown)} unknown item ids, e.g. {sorted(unknown)[:3]}")
+            raise DataError(
+                "interactions", None, "item_id", f"{len(unknown)} unknown item ids, e.g. {sorted(unknown)[:3]}"
+            )
         files = {}
         for name, table in self._tables.items():
             filename = TABLES[name][0]
@@ -231,11 +241,7 @@ class DatasetWriter:
                 "interactions": len(inter),
                 "users": len(inter.column("user_id").unique()),
                 "queries": len(self._tables["queries"]) if "queries" in self._tables else 0,
-                "items_with_image": int(
-                    len(items) - min(items.column("image").null_count, len(items))
-                    if items.column("image_bytes").null_count == len(items)
-                    else len(items) - items.column("image_bytes").null_count
-                ),
+                "items_with_image": count_items_with_image(items),
                 "skipped_rows": self.report.n_skipped,
             },
             "files": files,
@@ -259,7 +265,9 @@ class Dataset:
         self.manifest = read_json(manifest_path)
         version = self.manifest.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise DataError(str(manifest_path), None, "schema_version", f"is {version}, this tailorgen reads {SCHEMA_VERSION}")
+            raise DataError(
+                str(manifest_path), None, "schema_version", f"is {version}, this tailorgen reads {SCHEMA_VERSION}"
+            )
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> Dataset:

@@ -1,0 +1,112 @@
+import io
+
+import pytest
+from PIL import Image
+
+from tailorgen.data import DataError, Dataset, DatasetWriter, ImportReport, clean_interactions, clean_items
+
+
+def _png(colour=(255, 0, 0)):
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _items():
+    return [
+        ({"item_id": "a", "title": "A", "tags": ["x", None, ""]}, ("items.csv", 2)),
+        ({"item_id": "b", "title": "B", "price": "12.5"}, ("items.csv", 3)),
+        ({"item_id": "a", "title": "A again"}, ("items.csv", 4)),
+        ({"item_id": "c", "title": ""}, ("items.csv", 5)),
+    ]
+
+
+def test_clean_items_reports_duplicates_and_missing_fields_with_file_and_line():
+    report = ImportReport()
+    kept = clean_items(_items(), report)
+    assert [r["item_id"] for r in kept] == ["a", "b"]
+    assert kept[0]["tags"] == ["x"] and kept[1]["price"] == 12.5
+    assert report.n_skipped == 2
+    dup, missing = report.skipped
+    assert (dup["file"], dup["line"], dup["field"]) == ("items.csv", 4, "item_id")
+    assert "first seen at items.csv:2" in dup["reason"]
+    assert (missing["line"], missing["field"]) == (5, "title")
+
+
+def test_strict_mode_raises_a_located_error():
+    with pytest.raises(DataError, match=r"items.csv:4: field 'item_id': duplicate id"):
+        clean_items(_items(), ImportReport(strict=True))
+
+
+def test_clean_interactions_checks_types_and_known_items():
+    rows = [
+        ({"user_id": "u", "item_id": "a", "timestamp": "10", "rating": "4"}, ("r.csv", 2)),
+        ({"user_id": "u", "item_id": "zz", "timestamp": 11}, ("r.csv", 3)),
+        ({"user_id": "u", "item_id": "a", "timestamp": "soon"}, ("r.csv", 4)),
+        ({"user_id": None, "item_id": "a", "timestamp": 1}, ("r.csv", 5)),
+    ]
+    report = ImportReport()
+    kept = clean_interactions(rows, {"a"}, report)
+    assert kept == [{"user_id": "u", "item_id": "a", "timestamp": 10, "rating": 4.0, "review": None}]
+    assert [(s["line"], s["field"]) for s in report.skipped] == [(3, "item_id"), (4, "timestamp"), (5, "user_id")]
+
+
+def test_writer_roundtrip_and_manifest(tmp_path):
+    report = ImportReport()
+    with DatasetWriter(tmp_path / "ds", source={"format": "test"}, report=report) as w:
+        rel = w.write_image("a", _png())
+        items = clean_items(_items(), report)
+        items[0]["image"] = rel
+        items[1]["image_bytes"] = _png((0, 0, 255))
+        inter = clean_interactions([({"user_id": "u", "item_id": "b", "timestamp": 5}, ("r", 1))], {"a", "b"}, report)
+        w.set_tables(items=items, interactions=inter)
+    ds = Dataset(tmp_path / "ds")
+    assert ds.manifest["counts"] == {
+        "items": 2,
+        "interactions": 1,
+        "users": 1,
+        "queries": 0,
+        "items_with_image": 2,
+        "skipped_rows": 2,
+    }
+    assert ds.load_image("a").getpixel((0, 0)) == (255, 0, 0)
+    assert ds.load_image("b").getpixel((0, 0)) == (0, 0, 255)
+    assert ds.queries is None
+    assert ds.user_histories() == {"u": ["b"]}
+    assert set(ds.manifest["files"]) == {"items.parquet", "interactions.parquet"}
+
+
+def test_a_failing_write_leaves_nothing_behind_and_keeps_the_old_dataset(tmp_path):
+    out = tmp_path / "ds"
+    with DatasetWriter(out, source={}) as w:
+        w.set_tables(items=[{"item_id": "a", "title": "A"}], interactions=[])
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(DataError, match="unknown item ids"), DatasetWriter(out, source={}, overwrite=True) as w:
+        w.set_tables(
+            items=[{"item_id": "b", "title": "B"}], interactions=[{"user_id": "u", "item_id": "a", "timestamp": 1}]
+        )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    with pytest.raises(FileExistsError, match="--overwrite"), DatasetWriter(out, source={}) as w:
+        pass
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    with DatasetWriter(tmp_path / "ds", source={}) as w:
+        rel = w.write_image("a", b"not a png")
+        w.set_tables(items=[{"item_id": "a", "title": "A", "image": rel}], interactions=[])
+    with pytest.raises(DataError, match=r"images/a.png: field 'image': unreadable image"):
+        Dataset(tmp_path / "ds").load_image("a")
+
+
+def test_loader_explains_what_is_not_a_dataset(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a tailorgen dataset"):
+        Dataset(tmp_path)
+
+
+def test_schema_type_errors_name_row_and_field(tmp_path):
+    with pytest.raises(DataError, match=r"items:1: field 'price'"), DatasetWriter(tmp_path / "d", source={}) as w:
+        w.set_tables(
+            items=[{"item_id": "a", "title": "A"}, {"item_id": "b", "title": "B", "price": "cheap"}], interactions=[]
+        )
+    assert not (tmp_path / "d").exists()
