@@ -8,21 +8,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from tailorgen.common import read_json, write_json
+from tailorgen.common import write_json
 from tailorgen.common.manifest import write_run_manifest
 from tailorgen.data import Dataset
 from tailorgen.data.stats import dataset_stats
-from tailorgen.world import WorldConfig, build_world
+from tailorgen.world import WorldConfig
+from tailorgen.world.build import ensure_shop
 from tailorgen.world.preview import sample_grid
-
-
-def ensure_shop(path: Path, cfg: WorldConfig) -> Path:
-    """Build the shop at ``path`` unless one built with exactly this config is already there."""
-    manifest = path / "manifest.json"
-    if manifest.exists() and read_json(manifest).get("source", {}).get("config") == dataclasses.asdict(cfg):
-        return path
-    build_world(cfg, path, overwrite=True)
-    return path
 
 
 def run_demo(out: Path, seed: int = 0, n_items: int = 2000, n_users: int = 300) -> dict:

@@ -73,7 +73,7 @@ def test_writer_roundtrip_and_manifest(tmp_path):
     assert ds.load_image("b").getpixel((0, 0)) == (0, 0, 255)
     assert ds.queries is None
     assert ds.user_histories() == {"u": ["b"]}
-    assert set(ds.manifest["files"]) == {"items.parquet", "interactions.parquet"}
+    assert set(ds.manifest["files"]) == {"items.parquet", "interactions.parquet", "images/"}
 
 
 def test_a_failing_write_leaves_nothing_behind_and_keeps_the_old_dataset(tmp_path):

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from tailorgen import __version__
-from tailorgen.common import atomic_dir, hash_file, read_json, write_json
+from tailorgen.common import atomic_dir, hash_file, hash_tree, read_json, write_json
 from tailorgen.common.manifest import environment_versions, now_utc
 from tailorgen.data.errors import DataError, ImportReport
 from tailorgen.data.schema import (
@@ -230,6 +230,9 @@ class DatasetWriter:
             filename = TABLES[name][0]
             pq.write_table(table, self.root / filename, compression="zstd")
             files[filename] = hash_file(self.root / filename)
+        if (self.root / "images").is_dir():
+            # One hash over every image file, so caches keyed on the manifest see image changes too.
+            files["images/"] = hash_tree(self.root / "images")
         inter = self._tables["interactions"]
         manifest = {
             "schema_version": SCHEMA_VERSION,

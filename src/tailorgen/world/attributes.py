@@ -146,3 +146,23 @@ PREFERENCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {**VISUAL_ATTRIBUTES, "brand
 def tag_vocabulary() -> list[str]:
     """Every canonical tag an item may carry: attribute values, brands and styles."""
     return [*CATEGORIES, *COLOURS, *PATTERNS, *BRAND_NAMES, *STYLES]
+
+
+def prompt_vocabulary() -> dict[str, dict[str, list[str]]]:
+    """Text prompts per visual attribute value, for zero-shot tagging in a shared text-image space.
+
+    Several phrasings per value are averaged (prompt ensembling, as CLIP does), phrased the
+    way the shop's own texts speak.
+    """
+    vocab: dict[str, dict[str, list[str]]] = {
+        "category": {c: [f"a {w}" for w in CATEGORY_WORDS[c]] + [f"{w} by a brand" for w in CATEGORY_WORDS[c]]
+                     for c in CATEGORIES},
+        "colour": {c: [p.format(w=w) for w in COLOUR_WORDS[c] for p in ("Comes in {w}.", "{w} colour", "a {w} item")]
+                   for c in COLOURS},
+        "pattern": {p: [t.format(w=w) for w in PATTERN_WORDS[p] for t in ("Features a {w} finish.", "{w} pattern")]
+                    for p in PATTERNS},
+        "secondary_colour": {c: [t.format(w=w) for w in COLOUR_WORDS[c] for t in ("with {w} details", "{w} accents")]
+                             for c in COLOURS},
+    }
+    vocab["secondary_colour"][NO_SECONDARY] = ["plain, a single colour", "solid colour, no pattern"]
+    return vocab

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 from tqdm.auto import tqdm
 
-from tailorgen.common import write_json
+from tailorgen.common import read_json, write_json
 from tailorgen.data import DatasetWriter
 from tailorgen.world.attributes import (
     BRANDS,
@@ -292,3 +292,13 @@ def build_world(cfg: WorldConfig, out: str | os.PathLike, overwrite: bool = Fals
         "silhouettes": bank.source,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def ensure_shop(path: str | os.PathLike, cfg: WorldConfig, progress: bool = True) -> Path:
+    """Build the shop at ``path`` unless one built with exactly this config is already there."""
+    path = Path(path)
+    manifest = path / "manifest.json"
+    if manifest.exists() and read_json(manifest).get("source", {}).get("config") == dataclasses.asdict(cfg):
+        return path
+    build_world(cfg, path, overwrite=True, progress=progress)
+    return path
