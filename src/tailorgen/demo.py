@@ -10,8 +10,7 @@ from pathlib import Path
 
 from tailorgen.common import write_json
 from tailorgen.common.manifest import write_run_manifest
-from tailorgen.data import Dataset
-from tailorgen.data.stats import dataset_stats
+from tailorgen.data.stats import dataset_stats, plot_history_lengths
 from tailorgen.world import WorldConfig
 from tailorgen.world.build import ensure_shop
 from tailorgen.world.preview import sample_grid
@@ -22,7 +21,9 @@ def run_demo(out: Path, seed: int = 0, n_items: int = 2000, n_users: int = 300) 
     cfg = WorldConfig(n_items=n_items, n_users=n_users, seed=seed)
     shop = ensure_shop(out / "shop", cfg)
     sample_grid(shop, out / "samples.png")
-    summary = {"shop": str(shop), "stats": dataset_stats(Dataset(shop)), "samples": str(out / "samples.png")}
+    plot_history_lengths(shop, out / "history_lengths.png")
+    summary = {"shop": str(shop), "stats": dataset_stats(shop), "samples": str(out / "samples.png"),
+               "history_plot": str(out / "history_lengths.png")}
     write_json(out / "summary.json", summary)
     write_run_manifest(
         out,

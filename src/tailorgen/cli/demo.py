@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -28,7 +27,9 @@ def demo(out, seed, n_items, n_users) -> None:
     OUT/summary.json (counts, history-length and rating statistics) and OUT/manifest.json.
     An existing OUT/shop built with the same settings is reused.
     """
+    from tailorgen.data.stats import format_stats
     from tailorgen.demo import run_demo
 
     summary = run_demo(Path(out), seed=seed, n_items=n_items, n_users=n_users)
-    click.echo(json.dumps(summary, indent=2))
+    click.echo(format_stats(summary["stats"]))
+    click.echo(f"\nwrote {out}/: shop/, samples.png, history_lengths.png, summary.json, manifest.json")
