@@ -25,13 +25,23 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    summary = build_world(WorldConfig(n_items=args.items, n_users=args.users, seed=args.seed), args.out,
-                          overwrite=True, progress=False)
+    summary = build_world(
+        WorldConfig(n_items=args.items, n_users=args.users, seed=args.seed), args.out, overwrite=True, progress=False
+    )
     seconds = time.perf_counter() - t0
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     disk = subprocess.run(["du", "-sb", args.out], capture_output=True, text=True).stdout.split()[0]
-    print(json.dumps({**summary, "wall_seconds": round(seconds, 1), "peak_rss_mib": round(peak_mib),
-                      "disk_bytes": int(disk), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}"}))
+    print(
+        json.dumps(
+            {
+                **summary,
+                "wall_seconds": round(seconds, 1),
+                "peak_rss_mib": round(peak_mib),
+                "disk_bytes": int(disk),
+                "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,12 @@ def run_demo(out: Path, seed: int = 0, n_items: int = 2000, n_users: int = 300) 
     shop = ensure_shop(out / "shop", cfg)
     sample_grid(shop, out / "samples.png")
     plot_history_lengths(shop, out / "history_lengths.png")
-    summary = {"shop": str(shop), "stats": dataset_stats(shop), "samples": str(out / "samples.png"),
-               "history_plot": str(out / "history_lengths.png")}
+    summary = {
+        "shop": str(shop),
+        "stats": dataset_stats(shop),
+        "samples": str(out / "samples.png"),
+        "history_plot": str(out / "history_lengths.png"),
+    }
     write_json(out / "summary.json", summary)
     write_run_manifest(
         out,

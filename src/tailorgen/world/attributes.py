@@ -155,14 +155,21 @@ def prompt_vocabulary() -> dict[str, dict[str, list[str]]]:
     way the shop's own texts speak.
     """
     vocab: dict[str, dict[str, list[str]]] = {
-        "category": {c: [f"a {w}" for w in CATEGORY_WORDS[c]] + [f"{w} by a brand" for w in CATEGORY_WORDS[c]]
-                     for c in CATEGORIES},
-        "colour": {c: [p.format(w=w) for w in COLOUR_WORDS[c] for p in ("Comes in {w}.", "{w} colour", "a {w} item")]
-                   for c in COLOURS},
-        "pattern": {p: [t.format(w=w) for w in PATTERN_WORDS[p] for t in ("Features a {w} finish.", "{w} pattern")]
-                    for p in PATTERNS},
-        "secondary_colour": {c: [t.format(w=w) for w in COLOUR_WORDS[c] for t in ("with {w} details", "{w} accents")]
-                             for c in COLOURS},
+        "category": {
+            c: [f"a {w}" for w in CATEGORY_WORDS[c]] + [f"{w} by a brand" for w in CATEGORY_WORDS[c]]
+            for c in CATEGORIES
+        },
+        "colour": {
+            c: [p.format(w=w) for w in COLOUR_WORDS[c] for p in ("Comes in {w}.", "{w} colour", "a {w} item")]
+            for c in COLOURS
+        },
+        "pattern": {
+            p: [t.format(w=w) for w in PATTERN_WORDS[p] for t in ("Features a {w} finish.", "{w} pattern")]
+            for p in PATTERNS
+        },
+        "secondary_colour": {
+            c: [t.format(w=w) for w in COLOUR_WORDS[c] for t in ("with {w} details", "{w} accents")] for c in COLOURS
+        },
     }
     vocab["secondary_colour"][NO_SECONDARY] = ["plain, a single colour", "solid colour, no pattern"]
     return vocab

@@ -1,0 +1,250 @@
+"""Amazon Reviews 2014, 2018 and 2023 (McAuley lab): a reviews file and a metadata file each.
+
+All three are JSON lines, optionally gzipped. They differ in field names:
+
+=========  =====================  ==========================  ===================================
+           2014                   2018                        2023
+=========  =====================  ==========================  ===================================
+user       reviewerID             reviewerID                  user_id
+item       asin                   asin                        parent_asin (asin as a fallback)
+rating     overall                overall                     rating
+time       unixReviewTime (s)     unixReviewTime (s)          timestamp (ms, converted to s)
+review     summary + reviewText   summary + reviewText        title + text
+category   categories (paths)     category (one path)         categories (path) / main_category
+image      imUrl                  imageURLHighRes / imageURL  images[{hi_res, large, thumb}]
+brand      brand                  brand                       store
+=========  =====================  ==========================  ===================================
+
+The 2014 metadata was written with Python's ``repr`` rather than JSON, so its lines are read
+as JSON first and as a Python literal (``ast.literal_eval``, never ``eval``) second.
+
+Category paths become the item's tags and their most specific entry its category. Image URLs
+go to ``image_url`` (``tailorgen data fetch-images`` downloads them later); a local folder of
+images named by asin can be copied in with ``images=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tailorgen.data.adapters._common import (
+    PathLike,
+    attach_images,
+    clean_interactions_table,
+    extra_json,
+    images_by_item_id,
+    is_price_text,
+    parse_price,
+    read_json_lines,
+    source_paths,
+    source_record,
+    text_or_none,
+    to_epoch_seconds,
+    unique,
+)
+from tailorgen.data.errors import ImportReport
+from tailorgen.data.store import DatasetWriter, clean_items
+
+
+def _review_text(headline: Any, body: Any) -> str | None:
+    """Amazon reviews have a headline and a body; both carry opinion, so keep both."""
+    parts = [t for t in (text_or_none(headline), text_or_none(body)) if t]
+    return "\n\n".join(parts) or None
+
+
+def _paths(value: Any) -> list[list[str]]:
+    """Category paths as a list of lists of strings, whatever shape the source used."""
+    if not isinstance(value, list):
+        return []
+    if all(isinstance(v, list) for v in value):
+        return [[str(c) for c in p if c is not None] for p in value if p]
+    return [[str(c) for c in value if c is not None]] if value else []
+
+
+def _finish_item(row: dict, raw: dict, used: set[str], price_key: str) -> dict:
+    """Parse the price and put every source field no column took 1:1 into ``extra``."""
+    price = raw.get(price_key)
+    row["price"] = parse_price(price)
+    if not is_price_text(price):
+        used = used | {price_key}  # a price text like "$1,299 - $1,499" stays in extra
+    row["extra"] = extra_json(raw, used)
+    row["tags"] = row.get("tags") or None
+    return row
+
+
+def item_2014(raw: dict) -> dict:
+    paths = _paths(raw.get("categories"))
+    row = {
+        "item_id": raw.get("asin"),
+        "title": text_or_none(raw.get("title")),
+        "description": text_or_none(raw.get("description")),
+        "category": paths[0][-1] if paths and paths[0] else None,
+        "tags": unique(c for p in paths for c in p),
+        "image_url": text_or_none(raw.get("imUrl")),
+        "brand": text_or_none(raw.get("brand")),
+    }
+    # categories stays in extra too: several paths flattened into tags lose their structure.
+    return _finish_item(row, raw, {"asin", "title", "description", "imUrl", "brand"}, "price")
+
+
+def item_2018(raw: dict) -> dict:
+    path = _paths(raw.get("category"))
+    path = path[0] if path else []
+    urls = [u for u in (raw.get("imageURLHighRes") or raw.get("imageURL") or []) if u]
+    row = {
+        "item_id": raw.get("asin"),
+        "title": text_or_none(raw.get("title")),
+        "description": text_or_none(raw.get("description")),
+        "category": path[-1] if path else None,
+        "tags": unique(path),
+        "image_url": text_or_none(urls[0]) if urls else None,
+        "brand": text_or_none(raw.get("brand")),
+    }
+    # imageURL / imageURLHighRes stay in extra: image_url holds only the first one.
+    return _finish_item(row, raw, {"asin", "title", "description", "category", "brand"}, "price")
+
+
+def _image_2023(images: Any) -> str | None:
+    """The main image's largest URL (hi_res, else large, else thumb); else the first image's."""
+    if not isinstance(images, list):
+        return None
+    images = [im for im in images if isinstance(im, dict)]
+    ordered = sorted(images, key=lambda im: im.get("variant") != "MAIN")  # stable: MAIN first
+    for im in ordered:
+        for size in ("hi_res", "large", "thumb"):
+            if im.get(size):
+                return str(im[size])
+    return None
+
+
+def item_2023(raw: dict) -> dict:
+    path = _paths(raw.get("categories"))
+    path = path[0] if path else []
+    row = {
+        "item_id": raw.get("parent_asin") or raw.get("asin"),
+        "title": text_or_none(raw.get("title")),
+        "description": text_or_none(raw.get("description")),
+        "category": path[-1] if path else text_or_none(raw.get("main_category")),
+        "tags": unique(path),
+        "image_url": _image_2023(raw.get("images")),
+        "brand": text_or_none(raw.get("store")),
+    }
+    used = {"title", "description", "categories", "store"} | ({"parent_asin"} if raw.get("parent_asin") else {"asin"})
+    return _finish_item(row, raw, used, "price")
+
+
+def review_2014(raw: dict) -> dict:
+    """2014 and 2018 reviews share their field names."""
+    return {
+        "user_id": raw.get("reviewerID"),
+        "item_id": raw.get("asin"),
+        "timestamp": raw.get("unixReviewTime"),
+        "rating": raw.get("overall"),
+        "review": _review_text(raw.get("summary"), raw.get("reviewText")),
+    }
+
+
+def review_2023(raw: dict) -> dict:
+    return {
+        "user_id": raw.get("user_id"),
+        # Metadata is keyed by parent_asin (the product, not one of its colour/size variants).
+        "item_id": raw.get("parent_asin") or raw.get("asin"),
+        "timestamp": to_epoch_seconds(raw.get("timestamp"), unit="ms"),
+        "rating": raw.get("rating"),
+        "review": _review_text(raw.get("title"), raw.get("text")),
+    }
+
+
+def _import_amazon(
+    fmt: str,
+    src: PathLike | Sequence[PathLike],
+    out: PathLike,
+    *,
+    to_item: Callable[[dict], dict],
+    to_review: Callable[[dict], dict],
+    python_literals: bool,
+    overwrite: bool,
+    strict: bool,
+    images: PathLike | None,
+) -> Path:
+    reviews_path, meta_path = source_paths(fmt, src, ("REVIEWS", "META"))
+    report = ImportReport(strict=strict)
+    source = source_record(fmt, {"reviews": reviews_path, "meta": meta_path, "images": images}, {"strict": strict})
+    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report) as writer:
+        meta = read_json_lines(meta_path, report, python_literals=python_literals)
+        items = clean_items(((to_item(raw), where) for raw, where in meta), report)
+        attach_images(writer, items, images_by_item_id(items, images), report)
+        reviews = read_json_lines(reviews_path, report, python_literals=python_literals)
+        interactions = clean_interactions_table(
+            ((to_review(raw), where) for raw, where in reviews), {it["item_id"] for it in items}, report
+        )
+        writer.set_tables(items=items, interactions=interactions)
+    return Path(out)
+
+
+def import_amazon2014(
+    src: PathLike | Sequence[PathLike],
+    out: PathLike,
+    *,
+    overwrite: bool = False,
+    strict: bool = False,
+    images: PathLike | None = None,
+) -> Path:
+    """Amazon Reviews 2014: ``src`` is (reviews JSON lines, metadata lines in JSON or Python-literal form)."""
+    return _import_amazon(
+        "amazon2014",
+        src,
+        out,
+        to_item=item_2014,
+        to_review=review_2014,
+        python_literals=True,
+        overwrite=overwrite,
+        strict=strict,
+        images=images,
+    )
+
+
+def import_amazon2018(
+    src: PathLike | Sequence[PathLike],
+    out: PathLike,
+    *,
+    overwrite: bool = False,
+    strict: bool = False,
+    images: PathLike | None = None,
+) -> Path:
+    """Amazon Reviews 2018: ``src`` is (reviews JSONL, meta JSONL), either may be gzipped."""
+    return _import_amazon(
+        "amazon2018",
+        src,
+        out,
+        to_item=item_2018,
+        to_review=review_2014,
+        python_literals=False,
+        overwrite=overwrite,
+        strict=strict,
+        images=images,
+    )
+
+
+def import_amazon2023(
+    src: PathLike | Sequence[PathLike],
+    out: PathLike,
+    *,
+    overwrite: bool = False,
+    strict: bool = False,
+    images: PathLike | None = None,
+) -> Path:
+    """Amazon Reviews 2023: ``src`` is (reviews JSONL, meta JSONL); millisecond timestamps become seconds."""
+    return _import_amazon(
+        "amazon2023",
+        src,
+        out,
+        to_item=item_2023,
+        to_review=review_2023,
+        python_literals=False,
+        overwrite=overwrite,
+        strict=strict,
+        images=images,
+    )
