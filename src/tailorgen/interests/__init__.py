@@ -1,0 +1,18 @@
+"""Interests: tags per item from text and image, user interest profiles, and rewriting item text."""
+
+from tailorgen.interests.profile import InterestProfile, build_profile, build_profiles, load_profiles, save_profiles
+from tailorgen.interests.tagging import ImageTagger, ItemTags, TextTagger, tag_catalog
+from tailorgen.interests.vocabulary import TagVocabulary
+
+__all__ = [
+    "ImageTagger",
+    "InterestProfile",
+    "ItemTags",
+    "TagVocabulary",
+    "TextTagger",
+    "build_profile",
+    "build_profiles",
+    "load_profiles",
+    "save_profiles",
+    "tag_catalog",
+]
