@@ -1,0 +1,80 @@
+"""The conditioning sequence the generator's cross-attention reads: [text | image | interest] tokens.
+
+- text: token-level states of the (rewritten) item text from the frozen text encoder, projected;
+- image: the target item's image embedding, expanded to a few tokens;
+- interest: the fusion module's interest tokens from the retrieved text and image neighbours.
+
+Each segment gets a learned type embedding. For classifier-free guidance and for the I-AM-G
+ablations, any segment can be dropped per sample: its tokens are replaced by a learned null
+token, so "no user information" is something the model has seen in training.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from tailorgen.fusion import InterestAttention
+
+SEGMENTS = ("text", "image", "interest")
+
+
+class PersonalizationConditioner(ModelMixin, ConfigMixin):
+    @register_to_config
+    def __init__(
+        self,
+        embed_dim: int = 384,
+        cross_attention_dim: int = 256,
+        n_image_tokens: int = 2,
+        max_neighbours: int = 8,
+        fusion_heads: int = 4,
+    ):
+        super().__init__()
+        d = cross_attention_dim
+        self.text_proj = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, d))
+        self.image_proj = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, n_image_tokens * d))
+        self.fusion = InterestAttention(
+            embed_dim=embed_dim, token_dim=d, num_heads=fusion_heads, max_neighbours=max_neighbours
+        )
+        self.segment = nn.Embedding(len(SEGMENTS), d)
+        self.null = nn.Parameter(torch.zeros(len(SEGMENTS), d))
+        nn.init.normal_(self.null, std=0.02)
+
+    def forward(
+        self,
+        text_tokens: torch.Tensor,  # (B, L, embed_dim) token states of the rewritten text
+        text_mask: torch.Tensor,  # (B, L) True for real tokens
+        image_embedding: torch.Tensor,  # (B, embed_dim) the target item's image embedding
+        text_neighbours: torch.Tensor,  # (B, K, embed_dim)
+        image_neighbours: torch.Tensor,  # (B, K, embed_dim)
+        drop: torch.Tensor | None = None,  # (B, 3) True where that segment is dropped
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (tokens (B, L + n_image + K, D), attention mask (B, L + n_image + K))."""
+        b = text_tokens.shape[0]
+        d = self.config.cross_attention_dim
+        text = self.text_proj(text_tokens)
+        image = self.image_proj(image_embedding).view(b, self.config.n_image_tokens, d)
+        interest = self.fusion(text_neighbours, image_neighbours)
+        parts, masks = [], []
+        for s, (tokens, mask) in enumerate(
+            (
+                (text, text_mask.bool()),
+                (image, torch.ones(b, image.shape[1], dtype=torch.bool, device=image.device)),
+                (interest, torch.ones(b, interest.shape[1], dtype=torch.bool, device=image.device)),
+            )
+        ):
+            tokens = tokens + self.segment.weight[s]
+            if drop is not None and drop[:, s].any():
+                dropped = drop[:, s]
+                # A dropped segment becomes one null token; the rest of its slots are masked out.
+                null_tokens = torch.zeros_like(tokens)
+                null_tokens[:, 0] = self.null[s] + self.segment.weight[s]
+                null_mask = torch.zeros_like(mask)
+                null_mask[:, 0] = True
+                tokens = torch.where(dropped[:, None, None], null_tokens, tokens)
+                mask = torch.where(dropped[:, None], null_mask, mask)
+            parts.append(tokens)
+            masks.append(mask)
+        return torch.cat(parts, dim=1), torch.cat(masks, dim=1)

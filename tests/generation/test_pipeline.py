@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from tailorgen.generation import Conditions, PersonalizationConditioner, PersonalizedImagePipeline, build_unet
+
+
+def _tiny_pipeline():
+    torch.manual_seed(0)
+    unet = build_unet(image_size=16, block_out_channels=(32, 32), cross_attention_dim=32, attention_head_dim=8)
+    conditioner = PersonalizationConditioner(
+        embed_dim=24, cross_attention_dim=32, n_image_tokens=2, max_neighbours=4, fusion_heads=2
+    )
+    return PersonalizedImagePipeline(
+        unet=unet, scheduler=DDIMScheduler(num_train_timesteps=100), conditioner=conditioner
+    )
+
+
+def _conditions(b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(b, 5, dtype=torch.bool)
+    mask[:, 3:] = False
+    return Conditions(
+        torch.randn(b, 5, 24, generator=g),
+        mask,
+        torch.randn(b, 24, generator=g),
+        torch.randn(b, 3, 24, generator=g),
+        torch.randn(b, 3, 24, generator=g),
+    )
+
+
+def test_generates_images_of_the_configured_size_reproducibly():
+    pipe = _tiny_pipeline()
+    images = pipe(_conditions(), num_inference_steps=3, generator=torch.Generator().manual_seed(1))
+    assert len(images) == 2 and images[0].size == (16, 16)
+    again = pipe(_conditions(), num_inference_steps=3, generator=torch.Generator().manual_seed(1))
+    assert np.array_equal(np.asarray(images[0]), np.asarray(again[0]))
+
+
+def test_dropping_segments_changes_the_output():
+    pipe = _tiny_pipeline()
+    full = pipe(_conditions(), num_inference_steps=2, generator=torch.Generator().manual_seed(1), output_type="np")
+    no_interest = pipe(
+        _conditions(),
+        use=("text", "image"),
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(1),
+        output_type="np",
+    )
+    assert not np.array_equal(full, no_interest)
+    with pytest.raises(ValueError, match="unknown condition segments"):
+        pipe(_conditions(), use=("text", "users"))
+
+
+def test_conditioner_null_tokens_replace_dropped_segments():
+    cond = _tiny_pipeline().conditioner
+    c = _conditions(b=2)
+    drop = torch.tensor([[False, False, False], [True, False, True]])
+    tokens, mask = cond(**c.__dict__, drop=drop)
+    assert tokens.shape == (2, 5 + 2 + 3, 32) and mask.shape == (2, 10)
+    assert mask[0].tolist() == [True] * 3 + [False] * 2 + [True] * 5
+    assert mask[1].tolist() == [True] + [False] * 4 + [True, True] + [True, False, False]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    pipe = _tiny_pipeline()
+    pipe.save_pretrained(str(tmp_path))
+    loaded = PersonalizedImagePipeline.from_pretrained(str(tmp_path))
+    a = pipe(_conditions(), num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np")
+    b = loaded(_conditions(), num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np")
+    assert np.array_equal(a, b)
