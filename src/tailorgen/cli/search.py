@@ -1,0 +1,98 @@
+"""`tailorgen search`: an item's nearest neighbours by text or by image."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from tailorgen.cli import main
+from tailorgen.retrieval import KINDS
+
+
+def _clip(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@main.command("search")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--item", "item_id", required=True, help="Id of the item whose neighbours to find.")
+@click.option(
+    "--by",
+    type=click.Choice(["text", "image"]),
+    default="text",
+    show_default=True,
+    help="text: text-to-text retrieval; image: image-to-image retrieval.",
+)
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours to return.")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="flat",
+    show_default=True,
+    help="Index type: flat is exact; ivf and hnsw are approximate and pay off on large catalogs.",
+)
+@click.option(
+    "--model", default=None, help="Encoder spec as for `tailorgen encode` (default: the embedded encoder for --by)."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where embeddings are cached (default: DATASET_DIR/embeddings).",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or auto.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def search(dataset_dir, item_id, by, k, kind, model, cache_dir, device, as_json) -> None:
+    """The K items of DATASET_DIR most similar to --item, by text or by image, with scores and titles.
+
+    The item itself is left out. Embeddings are computed once and cached (see `tailorgen encode`);
+    the index is built in memory for this query.
+    """
+    from tailorgen.data import Dataset
+    from tailorgen.encoders import encode_catalog
+    from tailorgen.encoders.factory import make_encoder
+    from tailorgen.retrieval import ImageRetriever, TextRetriever
+
+    ds = Dataset(dataset_dir)
+    if item_id not in ds.item_row:
+        raise click.BadParameter(f"item {item_id!r} is not in {ds.root / 'items.parquet'}", param_hint="--item")
+    try:
+        encoder = make_encoder(by, model, device=device)
+    except FileNotFoundError as e:  # e.g. no image encoder shipped or trained yet: its message says how
+        raise click.ClickException(str(e)) from e
+    ids, vectors = encode_catalog(ds, encoder, cache_dir=cache_dir, progress=not as_json)
+    if item_id not in set(ids):
+        raise click.ClickException(f"item {item_id!r} has no image, so it cannot be searched --by image; try --by text")
+    retriever_cls = TextRetriever if by == "text" else ImageRetriever
+    retriever = retriever_cls.from_embeddings(ids, vectors, kind=kind)
+    neighbours = retriever.retrieve([item_id], k)[0]
+
+    titles = dict(zip(ds.items.column("item_id").to_pylist(), ds.items.column("title").to_pylist()))
+    rows = [
+        {"rank": r, "item_id": i, "score": round(s, 4), "title": titles.get(i)}
+        for r, (i, s) in enumerate(neighbours, 1)
+    ]
+    if as_json:
+        result = {
+            "query": {"item_id": item_id, "title": titles.get(item_id)},
+            "by": by,
+            "index": kind,
+            "k": k,
+            "encoder": encoder.fingerprint,
+            "pool": len(ids),
+            "neighbours": rows,
+        }
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    click.echo(
+        f'{by} neighbours of {item_id} "{_clip(titles.get(item_id), 60)}" '
+        f"({kind} index over {len(ids)} items, encoder {encoder.fingerprint})"
+    )
+    id_width = max([len("item_id"), *(len(r["item_id"]) for r in rows)])
+    click.echo(f"{'rank':>4}  {'item_id':<{id_width}}  {'score':>6}  title")
+    for r in rows:
+        click.echo(f"{r['rank']:>4}  {r['item_id']:<{id_width}}  {r['score']:>6.3f}  {_clip(r['title'], 70)}")
+    if len(rows) < k:
+        click.echo(f"(only {len(rows)} other items have {by} embeddings)")
