@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from tailorgen.common import hash_file
+from tailorgen.common.checkpoints import load_local_checkpoint
 from tailorgen.encoders.base import ImageEncoder, resolve_device
 
 DEFAULT_IMAGE_ENCODER = "image_encoder"  # folder under tailorgen/assets
@@ -87,7 +88,7 @@ class ShopImageEncoder(ImageEncoder):
                 raise FileNotFoundError(
                     f"no image encoder at {path}; train one with `tailorgen train encoder --out {path}`"
                 )
-            model = ShopImageEncoderModel.from_pretrained(str(path))
+            model = load_local_checkpoint(ShopImageEncoderModel, path)
             self._fingerprint = f"shop-cnn:{hash_file(path / 'model.safetensors')[7:23]}"
         else:
             self._fingerprint = f"shop-cnn:in-memory:{id(model)}"

@@ -58,7 +58,7 @@ def load_images(ds: Dataset, ids: list[str], size: int) -> torch.Tensor:
 
 def augment(x: torch.Tensor) -> torch.Tensor:
     """Mirror and shift by up to 2 pixels: changes nothing a text could say about the item."""
-    flip = torch.rand(x.shape[0]) < 0.5
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     dy, dx = (int(v) for v in torch.randint(-2, 3, (2,)))
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
@@ -66,7 +66,7 @@ def augment(x: torch.Tensor) -> torch.Tensor:
 
 def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     logits = logit_scale.exp().clamp(max=100) * F.normalize(image_emb, dim=-1) @ text_emb.T
-    target = torch.arange(len(logits))
+    target = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
@@ -100,7 +100,9 @@ def evaluate_image_encoder(encoder: ShopImageEncoder, text_encoder: TextEncoder,
     }
 
 
-def train_image_encoder(cfg: EncoderTrainConfig, out: str | Path, work_dir: str | Path, progress: bool = True) -> dict:
+def train_image_encoder(
+    cfg: EncoderTrainConfig, out: str | Path, work_dir: str | Path, progress: bool = True, device: str = "cpu"
+) -> dict:
     """Train, evaluate on held-out items, and save (save_pretrained + training_report.json) to ``out``."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -120,10 +122,11 @@ def train_image_encoder(cfg: EncoderTrainConfig, out: str | Path, work_dir: str 
     text_encoder = SentenceTransformerEncoder()
     ds = Dataset(train_dir)
     ids, text_emb = encode_catalog(ds, text_encoder, progress=progress)
-    text_emb = torch.from_numpy(text_emb)
-    images = load_images(ds, ids, cfg.image_size)
+    text_emb = torch.from_numpy(text_emb).to(device)
+    images = load_images(ds, ids, cfg.image_size).to(device)
 
     model = ShopImageEncoderModel(image_size=cfg.image_size, channels=tuple(cfg.channels), out_dim=text_emb.shape[1])
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(ids) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
@@ -133,7 +136,7 @@ def train_image_encoder(cfg: EncoderTrainConfig, out: str | Path, work_dir: str 
     bar = tqdm(range(total), desc="train image encoder", unit="step", disable=not progress)
     for step in bar:
         if step % steps_per_epoch == 0:
-            perm = torch.from_numpy(rng.permutation(len(ids)))
+            perm = torch.from_numpy(rng.permutation(len(ids))).to(device)
         idx = perm[(step % steps_per_epoch) * cfg.batch_size : (step % steps_per_epoch + 1) * cfg.batch_size]
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -144,7 +147,7 @@ def train_image_encoder(cfg: EncoderTrainConfig, out: str | Path, work_dir: str 
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    model.eval()
+    model.cpu().eval()
     train_seconds = time.perf_counter() - t0
 
     out = Path(out)
@@ -156,6 +159,7 @@ def train_image_encoder(cfg: EncoderTrainConfig, out: str | Path, work_dir: str 
         "config": dataclasses.asdict(cfg),
         "text_encoder": text_encoder.fingerprint,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "device": device,
         "train_seconds": round(train_seconds, 1),
         "final_loss": float(np.mean(losses[-50:])),
         "loss_curve": [float(np.mean(losses[i : i + steps_per_epoch])) for i in range(0, total, steps_per_epoch)],

@@ -43,6 +43,12 @@ DAY = 86_400
 RATING_OFFSET, RATING_SLOPE = 2.7, 0.7
 
 
+# Bumped whenever the same config would render or simulate a different shop, so cached shops
+# (ensure_shop) are rebuilt. 2: the primary colour dominates every pattern; only unambiguous
+# Fashion-MNIST silhouettes are used.
+WORLD_VERSION = 2
+
+
 @dataclass
 class WorldConfig:
     n_items: int = 2000
@@ -219,7 +225,12 @@ def build_world(cfg: WorldConfig, out: str | os.PathLike, overwrite: bool = Fals
     # A brand's house style most of the time, any style otherwise.
     styles = [BRANDS[b].style if rng.random() < 0.7 else STYLES[int(rng.integers(len(STYLES)))] for b in attrs["brand"]]
 
-    source = {"format": "tailorgen-shop", "config": dataclasses.asdict(cfg), "silhouettes": bank.source}
+    source = {
+        "format": "tailorgen-shop",
+        "world_version": WORLD_VERSION,
+        "config": dataclasses.asdict(cfg),
+        "silhouettes": bank.source,
+    }
     with DatasetWriter(out, source=source, overwrite=overwrite) as writer:
         items, sil_index = [], []
         for i in tqdm(range(cfg.n_items), desc="items", unit="item", disable=not progress):
@@ -295,10 +306,12 @@ def build_world(cfg: WorldConfig, out: str | os.PathLike, overwrite: bool = Fals
 
 
 def ensure_shop(path: str | os.PathLike, cfg: WorldConfig, progress: bool = True) -> Path:
-    """Build the shop at ``path`` unless one built with exactly this config is already there."""
+    """Build the shop at ``path`` unless one built with exactly this config and world version is there."""
     path = Path(path)
     manifest = path / "manifest.json"
-    if manifest.exists() and read_json(manifest).get("source", {}).get("config") == dataclasses.asdict(cfg):
-        return path
+    if manifest.exists():
+        source = read_json(manifest).get("source", {})
+        if source.get("config") == dataclasses.asdict(cfg) and source.get("world_version") == WORLD_VERSION:
+            return path
     build_world(cfg, path, overwrite=True, progress=progress)
     return path

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import warnings
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,87 @@ def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
     images = [_read_idx(root / f"{s}-images-idx3-ubyte.gz") for s in ("train", "t10k")]
     labels = [_read_idx(root / f"{s}-labels-idx1-ubyte.gz") for s in ("train", "t10k")]
     return np.concatenate(images), np.concatenate(labels)
+
+
+def unambiguous_mask_path() -> Path:
+    return Path(str(resources.files("tailorgen") / "assets" / "fashion_mnist_unambiguous.npy"))
+
+
+def fit_unambiguous_mask(
+    images: np.ndarray,
+    labels: np.ndarray,
+    threshold: float = 0.9,
+    folds: int = 2,
+    epochs: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[np.ndarray, dict]:
+    """Which silhouettes are unambiguous: a CNN that never saw them gives their label probability >= threshold.
+
+    Fashion-MNIST has label noise and classes that overlap in shape (shirt / t-shirt / pullover /
+    coat); some images are plainly another class's. A shop item must look like its category, or
+    no reader, human or judge, can say what it is. So each image is scored by a small CNN trained
+    on the other folds (out-of-fold, so it cannot have memorized the image's label) and kept only
+    if that CNN is confident in its label. Returns the boolean mask and a report.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    fold_of = rng.integers(0, folds, len(images))
+    x_all = torch.from_numpy(images).float().div(255).unsqueeze(1)
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    p_label = np.zeros(len(images), np.float32)
+    for fold in range(folds):
+        train_idx = torch.from_numpy(np.flatnonzero(fold_of != fold))
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+        )  # fmt: skip
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        steps = epochs * (len(train_idx) // 128)
+        bar = tqdm(total=steps, desc=f"silhouette filter, fold {fold + 1}/{folds}", disable=not progress)
+        for _ in range(epochs):
+            perm = train_idx[torch.randperm(len(train_idx))]
+            for s in range(0, len(perm) - 127, 128):
+                b = perm[s : s + 128]
+                xb = torch.where(torch.rand(len(b), 1, 1, 1) < 0.5, x_all[b].flip(3), x_all[b])
+                loss = F.cross_entropy(model(xb), y_all[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                bar.update()
+        bar.close()
+        model.eval()
+        test_idx = np.flatnonzero(fold_of == fold)
+        with torch.no_grad():
+            for s in range(0, len(test_idx), 4096):
+                b = torch.from_numpy(test_idx[s : s + 4096])
+                p = model(x_all[b]).softmax(-1)
+                p_label[b.numpy()] = p[torch.arange(len(b)), y_all[b]].numpy()
+    keep = p_label >= threshold
+    report = {
+        "threshold": threshold,
+        "folds": folds,
+        "epochs": epochs,
+        "seed": seed,
+        "out_of_fold_accuracy_proxy": float((p_label > 0.5).mean()),
+        "kept": int(keep.sum()),
+        "kept_per_category": {CATEGORIES[c]: int(keep[labels == c].sum()) for c in range(len(CATEGORIES))},
+    }
+    return keep, report
+
+
+def load_unambiguous_mask(n_images: int) -> np.ndarray | None:
+    path = unambiguous_mask_path()
+    if not path.exists():
+        return None
+    mask = np.unpackbits(np.load(path))[:n_images].astype(bool)
+    return mask
 
 
 def _procedural_shape(category: str, rng: np.random.Generator) -> np.ndarray:
@@ -98,6 +180,12 @@ class SilhouetteBank:
         if use_fashion_mnist and find_fashion_mnist() is not None:
             images, labels = load_fashion_mnist()
             self.source = "fashion-mnist"
+            keep = load_unambiguous_mask(len(images))
+            if keep is not None:
+                # Only silhouettes that look like their category (see fit_unambiguous_mask). Indices
+                # stay those of the full dataset, so an item's silhouette_index still names its image.
+                labels = np.where(keep, labels, 255)
+                self.source = "fashion-mnist-unambiguous"
         else:
             if use_fashion_mnist:
                 warnings.warn(INSTALL_HINT, stacklevel=2)
