@@ -9,3 +9,35 @@ def small_shop(tmp_path_factory):
     out = tmp_path_factory.mktemp("shop") / "shop"
     build_world(WorldConfig(n_items=400, n_users=60, seed=7), out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(tmp_path_factory):
+    """A judge trained for seconds: right format and above chance, nowhere near the shipped one."""
+    from tailorgen.evaluation.judge import JudgeTrainConfig, train_judge
+
+    root = tmp_path_factory.mktemp("judge")
+    cfg = JudgeTrainConfig(train_items=1500, eval_items=300, epochs=3, width=8, batch_size=32)
+    report = train_judge(cfg, root / "ckpt", root / "work", progress=False)
+    return root / "ckpt", report
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory):
+    """A generator pipeline trained for 30 steps: real weights in the real format, not a useful model."""
+    from tailorgen.generation.train import GeneratorTrainConfig, train_generator
+
+    root = tmp_path_factory.mktemp("generator")
+    cfg = GeneratorTrainConfig(
+        train_items=150,
+        train_users=30,
+        examples=120,
+        steps=30,
+        batch_size=8,
+        block_out_channels=(32, 64),
+        cross_attention_dim=32,
+        warmup_steps=5,
+        lr=1e-3,
+    )
+    report = train_generator(cfg, root / "gen", root / "work", progress=False)
+    return root / "gen", report

@@ -23,7 +23,7 @@ def main() -> None:
 
 def _register() -> None:
     # Subcommand modules attach themselves to `main` on import.
-    from tailorgen.cli import data, demo, encode, search, train, world  # noqa: F401
+    from tailorgen.cli import bench, data, demo, encode, generate, search, train, world  # noqa: F401
 
 
 _register()

@@ -26,7 +26,8 @@ def train() -> None:
 @click.option("--items", "train_items", type=int, default=20_000, show_default=True, help="Training shop size.")
 @click.option("--epochs", type=int, default=12, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_encoder(out, work_dir, train_items, epochs, seed) -> None:
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+def train_encoder(out, work_dir, train_items, epochs, seed, device) -> None:
     """Train the embedded image encoder into the frozen MiniLM text space (contrastive, locked text).
 
     Prints zero-shot accuracy per attribute and image-to-image precision@10 on held-out items.
@@ -36,7 +37,7 @@ def train_encoder(out, work_dir, train_items, epochs, seed) -> None:
     from tailorgen.encoders.train import EncoderTrainConfig, train_image_encoder
 
     cfg = EncoderTrainConfig(train_items=train_items, epochs=epochs, seed=seed)
-    report = train_image_encoder(cfg, out, work_dir)
+    report = train_image_encoder(cfg, out, work_dir, device=device)
     click.echo(json.dumps({k: report[k] for k in ("train_seconds", "final_loss", "metrics")}, indent=2))
 
 
@@ -44,14 +45,40 @@ def train_encoder(out, work_dir, train_items, epochs, seed) -> None:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder to write.")
 @click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)
 @click.option("--items", "train_items", type=int, default=30_000, show_default=True)
-@click.option("--epochs", type=int, default=8, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-def train_judge_cmd(out, work_dir, train_items, epochs, seed) -> None:
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
     """Train the judge (evaluation only) on its own shop and report held-out accuracy per attribute.
 
     The shipped judge: `tailorgen train judge --out src/tailorgen/assets/judge`.
     """
     from tailorgen.evaluation.judge import JudgeTrainConfig, train_judge
 
-    report = train_judge(JudgeTrainConfig(train_items=train_items, epochs=epochs, seed=seed), out, work_dir)
+    cfg = JudgeTrainConfig(train_items=train_items, epochs=epochs, seed=seed)
+    report = train_judge(cfg, out, work_dir, device=device)
     click.echo(json.dumps({k: report[k] for k in ("train_seconds", "held_out")}, indent=2))
+
+
+@train.command("generator")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Pipeline folder to write.")
+@click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)
+@click.option("--steps", type=int, default=None, help="Optimizer steps (default: the config's).")
+@click.option("--batch-size", type=int, default=None, help="Images per step (default: the config's).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda: training is slow on a CPU.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_generator_cmd(out, work_dir, steps, batch_size, device, seed) -> None:
+    """Train the personalized generator (pixel UNet + interest-attention conditioner) on its own shop.
+
+    Examples come from users' histories: "personalize" (another item of the chosen item's category,
+    rewritten with the user's tags, must become the item the user chose) and "reconstruct" (an item
+    with no user information must stay itself). The generator that ships with tailorgen:
+    `tailorgen train generator --out src/tailorgen/assets/generator --device cuda`.
+    """
+    from tailorgen.generation.train import GeneratorTrainConfig, train_generator
+
+    overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
+    cfg = GeneratorTrainConfig(seed=seed, **overrides)
+    report = train_generator(cfg, out, work_dir, device=device)
+    keys = ("examples", "personalize_examples", "prep_seconds", "train_seconds", "parameters")
+    click.echo(json.dumps({k: report[k] for k in keys} | {"final_loss": report["loss_curve"][-1]}, indent=2))

@@ -59,3 +59,32 @@ class SentenceTransformerEncoder(TextEncoder):
 
     def _encode_batch(self, batch: Sequence[str]) -> np.ndarray:
         return self.model.encode(list(batch), batch_size=len(batch), convert_to_numpy=True, show_progress_bar=False)
+
+    def encode_tokens(
+        self, texts: Sequence[str], max_length: int = 48, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Token-level states (N, max_length, dim) and their mask (N, max_length), for cross-attention.
+
+        A generator conditioned on single sentence vectors cannot tell which words were said; token
+        states keep them apart (Stable Diffusion conditions on CLIP token states the same way).
+        """
+        import torch
+
+        transformer = self.model[0].auto_model
+        tokenizer = self.model.tokenizer
+        states, masks = [], []
+        for s in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                list(texts[s : s + batch_size]),
+                padding="max_length",
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.inference_mode():
+                out = transformer(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            states.append(out.last_hidden_state.float().cpu().numpy())
+            masks.append(batch["attention_mask"].bool().cpu().numpy())
+        if not states:
+            return np.zeros((0, max_length, self.dim), np.float32), np.zeros((0, max_length), bool)
+        return np.concatenate(states), np.concatenate(masks)

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tailorgen.cli import main
+from tailorgen.evaluation.bench_iamg import COMPARED, IAMGBenchConfig, format_table, run_iamg_benchmark
+
+
+@pytest.fixture(scope="module")
+def bench(tiny_generator, tiny_judge, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    cfg = IAMGBenchConfig(seed=11, users=6, shop_items=200, shop_users=40, steps=2, latency_requests=2, n_boot=200)
+    result = run_iamg_benchmark(cfg, root / "work", root / "out", tiny_generator[0], tiny_judge[0], progress=False)
+    return result, root
+
+
+def test_every_method_gets_every_metric_with_an_interval(bench):
+    result, _ = bench
+    assert result["methods"] == list(COMPARED) and result["users"] == 6
+    for method in COMPARED:
+        for metric in ("gain_intended", "gain_mismatched", "fidelity", "history_similarity", "text_alignment"):
+            s = result["summary"][method][metric]
+            assert s["n"] == 6 and s["ci_low"] <= s["mean"] <= s["ci_high"]
+    # The original item is the baseline of the gain, so its own gain is exactly zero.
+    assert result["summary"]["original"]["gain_intended"]["mean"] == 0.0
+    assert result["summary"]["original"]["novelty"]["mean"] == 0.0
+    assert set(result["paired_tests"]) == {
+        "full_vs_original",
+        "full_vs_plain",
+        "full_vs_rewrite",
+        "full_vs_retrieval",
+        "full_intended_vs_mismatched",
+    }
+    lat = result["latency_seconds"]
+    assert lat["total"] > 0 and abs(sum(lat["share"].values()) - 1) < 1e-9
+
+
+def test_writes_per_user_numbers_and_an_image_grid(bench):
+    _, root = bench
+    saved = json.loads((root / "out" / "iamg_benchmark.json").read_text())
+    assert len(saved["per_unit"]["user_id"]) == 6 and len(saved["per_unit"]["full"]["gain_intended"]) == 6
+    assert (root / "out" / "iamg_examples.png").exists()
+
+
+def test_same_seed_same_numbers(bench, tiny_generator, tiny_judge):
+    result, root = bench
+    cfg = IAMGBenchConfig(**result["config"])
+    again = run_iamg_benchmark(cfg, root / "work", None, tiny_generator[0], tiny_judge[0], progress=False)
+    assert again["summary"] == result["summary"]
+
+
+def test_table_and_cli(bench, tiny_generator, tmp_path):
+    result, root = bench
+    table = format_table(result)
+    assert "full" in table and "paired tests" in table and "latency" in table
+    res = CliRunner().invoke(main, ["bench", "iamg", "--help"])
+    assert res.exit_code == 0 and "--seed" in res.output and "--users" in res.output
