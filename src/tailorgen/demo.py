@@ -1,22 +1,41 @@
 """The demo behind `tailorgen demo` (the README's main command).
 
-It sits downstream of every stage and only orchestrates them.
+It sits downstream of every stage and only orchestrates them: build the demo shop, describe it,
+run I-AM-G for a handful of users, and write an HTML page that shows each step per user.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
+import io
+import json
 from pathlib import Path
 
-from tailorgen.common import write_json
+import numpy as np
+from PIL import Image
+
+from tailorgen.common import atomic_write_text, write_json
 from tailorgen.common.manifest import write_run_manifest
+from tailorgen.data import Dataset
 from tailorgen.data.stats import dataset_stats, plot_history_lengths
+from tailorgen.generation.iamg import IAMGGenerator, save_generations
 from tailorgen.world import WorldConfig
 from tailorgen.world.build import ensure_shop
 from tailorgen.world.preview import sample_grid
 
 
-def run_demo(out: Path, seed: int = 0, n_items: int = 2000, n_users: int = 300) -> dict:
+def run_demo(
+    out: Path,
+    seed: int = 0,
+    n_items: int = 2000,
+    n_users: int = 300,
+    demo_users: int = 6,
+    images_per_user: int = 4,
+    generator: str | Path | None = None,
+    steps: int = 25,
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cfg = WorldConfig(n_items=n_items, n_users=n_users, seed=seed)
     shop = ensure_shop(out / "shop", cfg)
@@ -28,12 +47,93 @@ def run_demo(out: Path, seed: int = 0, n_items: int = 2000, n_users: int = 300) 
         "samples": str(out / "samples.png"),
         "history_plot": str(out / "history_lengths.png"),
     }
+    artifacts = {"shop": shop / "manifest.json", "samples": out / "samples.png"}
+    if demo_users > 0:
+        ds = Dataset(shop)
+        gen = IAMGGenerator(ds, generator, num_inference_steps=steps, progress=True)
+        pairs = pick_demo_pairs(gen.context.histories, list(gen.context.texts), demo_users, seed)
+        generations = gen.generate_batch(pairs, n=images_per_user, seed=seed, method="full")
+        records = save_generations(generations, out / "generated", gen.checkpoints())
+        page = render_page(ds, generations, records)
+        atomic_write_text(out / "index.html", page)
+        page_path = str(out / "index.html")
+        summary["generated"] = {"users": len(pairs), "images_per_user": images_per_user, "page": page_path}
+        artifacts |= {"page": out / "index.html", "records": out / "generated" / "records.jsonl"}
     write_json(out / "summary.json", summary)
-    write_run_manifest(
-        out,
-        "tailorgen demo",
-        dataclasses.asdict(cfg),
-        seed,
-        {"shop": shop / "manifest.json", "samples": out / "samples.png", "summary": out / "summary.json"},
-    )
+    artifacts["summary"] = out / "summary.json"
+    config = dataclasses.asdict(cfg) | {"demo_users": demo_users, "images_per_user": images_per_user, "steps": steps}
+    write_run_manifest(out, "tailorgen demo", config, seed, artifacts)
     return summary
+
+
+def pick_demo_pairs(histories: dict[str, list[str]], item_ids: list[str], n: int, seed: int) -> list[tuple[str, str]]:
+    """Users with a history long enough to show, each with an item they never interacted with."""
+    rng = np.random.default_rng([seed, 777])
+    users = sorted(u for u, h in histories.items() if len(h) >= 8)
+    chosen = [str(u) for u in rng.choice(users, size=min(n, len(users)), replace=False)]
+    pairs = []
+    for u in chosen:
+        seen = set(histories[u])
+        while (item := item_ids[int(rng.integers(len(item_ids)))]) in seen:
+            pass
+        pairs.append((u, item))
+    return pairs
+
+
+def _img(image: Image.Image, title: str = "") -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img src="data:image/png;base64,{data}" title="{html.escape(title)}" alt="{html.escape(title)}">'
+
+
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+section { border-top: 1px solid #ccc; padding: 1em 0; }
+img { width: 96px; height: 96px; image-rendering: pixelated; margin: 2px; border: 1px solid #ddd; }
+.row { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 4px; }
+.label { font-weight: 600; margin: .6em 0 .2em; }
+.tag { background: #eef; border-radius: 4px; padding: 1px 6px; margin-right: 4px; }
+figure { margin: 0 4px; text-align: center; font-size: 11px; }
+.out img { width: 128px; height: 128px; border: 2px solid #4a4; }
+"""
+
+
+def render_page(ds: Dataset, generations, records: list[dict]) -> str:
+    """One self-contained HTML page (images inlined) with every I-AM-G step, one section per user."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>tailorgen demo: I-AM-G</title>",
+        f"<style>{PAGE_STYLE}</style></head><body>",
+        "<h1>Personalized generation (I-AM-G) on the demo shop</h1>",
+        "<p>Per user: the history they interacted with (oldest first), the interest tags mined from it, "
+        "the target item, its rewritten text, the retrieved neighbours, and the generated images.</p>",
+    ]
+    for g, rec in zip(generations, records):
+        r = g.request
+        hist = "".join(_img(ds.load_image(i), i) for i in r.history[-16:])
+        tags = "".join(f"<span class='tag'>{html.escape(t)}</span>" for t in r.user_tags)
+
+        def neighbours(nb):
+            return "".join(
+                f"<figure>{_img(ds.load_image(i), i)}<figcaption>{html.escape(i)} {s:.2f}</figcaption></figure>"
+                for i, s in nb
+            )
+
+        outs = "".join(_img(im, f"image {k}") for k, im in enumerate(g.images))
+        parts.append(
+            f"<section><h2>user {html.escape(r.user_id)}</h2>"
+            f"<div class='label'>history ({len(r.history)} items, last 16 shown)</div><div class='row'>{hist}</div>"
+            f"<div class='label'>interest tags</div><div>{tags or '(none beyond the item)'}</div>"
+            f"<div class='label'>target item {html.escape(r.item_id)}</div>"
+            f"<div class='row'>{_img(ds.load_image(r.item_id), r.item_id)}"
+            f"<p>{html.escape(r.item_text)}</p></div>"
+            f"<div class='label'>rewritten text ({html.escape(r.rewrite.backend)})</div>"
+            f"<p>{html.escape(r.rewrite.text)}</p>"
+            f"<div class='label'>retrieved by text</div><div class='row'>{neighbours(r.text_neighbours)}</div>"
+            f"<div class='label'>retrieved by image</div><div class='row'>{neighbours(r.image_neighbours)}</div>"
+            f"<div class='label'>personalized images (seed {g.seed})</div><div class='row out'>{outs}</div>"
+            f"<details><summary>record</summary><pre>{html.escape(json.dumps(rec, indent=1))}</pre></details>"
+            "</section>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -57,7 +57,7 @@ def test_conditioner_null_tokens_replace_dropped_segments():
     cond = _tiny_pipeline().conditioner
     c = _conditions(b=2)
     drop = torch.tensor([[False, False, False], [True, False, True]])
-    tokens, mask = cond(**c.__dict__, drop=drop)
+    tokens, mask = cond(**c.conditioner_inputs("cpu"), drop=drop)
     assert tokens.shape == (2, 5 + 2 + 3, 32) and mask.shape == (2, 10)
     assert mask[0].tolist() == [True] * 3 + [False] * 2 + [True] * 5
     assert mask[1].tolist() == [True] + [False] * 4 + [True, True] + [True, False, False]
@@ -70,3 +70,13 @@ def test_save_and_load_round_trip(tmp_path):
     a = pipe(_conditions(), num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np")
     b = loaded(_conditions(), num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np")
     assert np.array_equal(a, b)
+
+
+def test_given_latents_fix_the_images_and_are_checked():
+    pipe = _tiny_pipeline()
+    noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    a = pipe(_conditions(), num_inference_steps=2, latents=noise, output_type="np")
+    b = pipe(_conditions(), num_inference_steps=2, latents=noise.clone(), output_type="np")
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="latents must have shape"):
+        pipe(_conditions(), num_inference_steps=2, latents=noise[:1])

@@ -30,10 +30,19 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         n_image_tokens: int = 2,
         max_neighbours: int = 8,
         fusion_heads: int = 4,
+        text_dim: int | None = None,
+        project_text: bool = True,
     ):
         super().__init__()
         d = cross_attention_dim
-        self.text_proj = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, d))
+        text_dim = text_dim or embed_dim
+        if project_text:
+            self.text_proj = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, d))
+        elif text_dim != d:
+            raise ValueError(f"project_text=False needs text_dim == cross_attention_dim, got {text_dim} and {d}")
+        else:
+            # A pretrained UNet (Stable Diffusion) was trained on its text encoder's raw states: keep them.
+            self.text_proj = nn.Identity()
         self.image_proj = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, n_image_tokens * d))
         self.fusion = InterestAttention(
             embed_dim=embed_dim, token_dim=d, num_heads=fusion_heads, max_neighbours=max_neighbours

@@ -3,6 +3,13 @@
 Given the rewritten item text (as token states of the frozen text encoder), the target item's
 image embedding and the retrieved text and image neighbours, it denoises an image with
 classifier-free guidance over the [text | image | interest] condition tokens.
+
+Two backends, one class:
+- embedded: a small pixel-space UNet trained by tailorgen (no VAE);
+- Stable Diffusion 1.5 + IP-Adapter: SD's UNet and VAE (latent space), CLIP text states passed
+  through unchanged (``PersonalizationConditioner(project_text=False)``), the item's CLIP image
+  embedding through an IP-Adapter loaded with diffusers' ``load_ip_adapter``, and the fusion
+  module's interest tokens appended to the text tokens.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.loaders import IPAdapterMixin
 from PIL import Image
 
 from tailorgen.generation.conditioning import SEGMENTS, PersonalizationConditioner
@@ -26,15 +34,57 @@ class Conditions:
     image_embedding: torch.Tensor  # (B, E)
     text_neighbours: torch.Tensor  # (B, K, E)
     image_neighbours: torch.Tensor  # (B, K, E)
+    ip_image_embeds: torch.Tensor | None = None  # (B, D_clip): only for a pipeline with an IP-Adapter
 
     def repeat(self, n: int) -> Conditions:
-        return Conditions(*(t.repeat_interleave(n, dim=0) for t in self.__dict__.values()))
+        return Conditions(*(None if t is None else t.repeat_interleave(n, dim=0) for t in self.__dict__.values()))
+
+    def conditioner_inputs(self, device) -> dict[str, torch.Tensor]:
+        keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
+        return {k: getattr(self, k).to(device) for k in keys}
 
 
-class PersonalizedImagePipeline(DiffusionPipeline):
-    def __init__(self, unet: UNet2DConditionModel, scheduler: DDIMScheduler, conditioner: PersonalizationConditioner):
+class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
+    _optional_components = ["vae"]
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        scheduler: DDIMScheduler,
+        conditioner: PersonalizationConditioner,
+        vae: AutoencoderKL | None = None,
+    ):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler, conditioner=conditioner)
+        self.register_modules(unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae)
+
+    @classmethod
+    def from_stable_diffusion(
+        cls,
+        path: str,
+        embed_dim: int,
+        conditioner: PersonalizationConditioner | None = None,
+        max_neighbours: int = 8,
+    ) -> PersonalizedImagePipeline:
+        """SD 1.5's UNet, VAE and scheduler from a diffusers folder (``unet/``, ``vae/``, ``scheduler/``).
+
+        ``embed_dim`` is the width of the retrieval embeddings the fusion module reads. A new
+        conditioner passes CLIP text states through unchanged; its image and interest projections
+        and the fusion module still need training against the frozen SD UNet. Load an IP-Adapter
+        afterwards with ``load_ip_adapter``.
+        """
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae")
+        scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler")
+        if conditioner is None:
+            width = unet.config.cross_attention_dim
+            conditioner = PersonalizationConditioner(
+                embed_dim=embed_dim,
+                text_dim=width,
+                project_text=False,
+                cross_attention_dim=width,
+                max_neighbours=max_neighbours,
+            )
+        return cls(unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae)
 
     @torch.no_grad()
     def __call__(
@@ -44,15 +94,20 @@ class PersonalizedImagePipeline(DiffusionPipeline):
         guidance_scale: float = 2.0,
         num_inference_steps: int = 50,
         generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
         output_type: str = "pil",
     ) -> list[Image.Image] | np.ndarray:
-        """``use`` names the condition segments to keep (the rest are dropped, as in the ablations)."""
+        """``use`` names the condition segments to keep (the rest are dropped, as in the ablations).
+
+        ``latents`` (B, 3, size, size) fixes the starting noise per image; with the deterministic
+        DDIM sampler that fixes the image, so methods can be compared on the same noise.
+        """
         unknown = set(use) - set(SEGMENTS)
         if unknown:
             raise ValueError(f"unknown condition segments {sorted(unknown)}; choose from {SEGMENTS}")
         device = self.unet.device
         b = conditions.image_embedding.shape[0]
-        c = {k: v.to(device) for k, v in conditions.__dict__.items()}
+        c = conditions.conditioner_inputs(device)
 
         # 1. Encode the conditions, and the unconditional (all dropped) ones for guidance.
         keep = torch.tensor([s in use for s in SEGMENTS], device=device)
@@ -63,20 +118,42 @@ class PersonalizedImagePipeline(DiffusionPipeline):
         tokens = torch.cat([uncond, cond])
         mask = torch.cat([uncond_mask, cond_mask])
 
-        # 2. Start from Gaussian noise in pixel space.
-        size = self.unet.config.sample_size
-        x = torch.randn((b, 3, size, size), generator=generator, device="cpu").to(device)
+        # With an IP-Adapter the item's CLIP image embedding also enters through its own attention;
+        # it follows the "image" segment, and the unconditional branch gets zeros (as diffusers does).
+        added_cond_kwargs = None
+        if getattr(self.unet, "encoder_hid_proj", None) is not None:
+            if conditions.ip_image_embeds is None:
+                raise ValueError("an IP-Adapter is loaded: give Conditions.ip_image_embeds (the item's CLIP embedding)")
+            ip = conditions.ip_image_embeds.to(device)[:, None, :]
+            ip_cond = ip if "image" in use else torch.zeros_like(ip)
+            added_cond_kwargs = {"image_embeds": [torch.cat([torch.zeros_like(ip), ip_cond])]}
+
+        # 2. Start from Gaussian noise, in pixel space or (with a VAE) in latent space.
+        shape = (b, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, device="cpu")
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        x = latents.to(device)
         self.scheduler.set_timesteps(num_inference_steps)
         x = x * self.scheduler.init_noise_sigma
 
         # 3. Denoise with classifier-free guidance.
         for t in self.progress_bar(self.scheduler.timesteps):
             model_in = self.scheduler.scale_model_input(torch.cat([x, x]), t)
-            eps = self.unet(model_in, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
+            eps = self.unet(
+                model_in,
+                t,
+                encoder_hidden_states=tokens,
+                encoder_attention_mask=mask,
+                added_cond_kwargs=added_cond_kwargs,
+            ).sample
             eps_uncond, eps_cond = eps.chunk(2)
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
 
-        # 4. Back to images.
+        # 4. Back to images (through the VAE's decoder in latent space).
+        if self.vae is not None:
+            x = self.vae.decode(x / self.vae.config.scaling_factor).sample
         images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(im) for im in images] if output_type == "pil" else images

@@ -7,26 +7,30 @@ from diffusers import UNet2DConditionModel
 
 def build_unet(
     image_size: int = 32,
-    block_out_channels: tuple[int, ...] = (64, 128, 192),
-    cross_attention_dim: int = 256,
+    block_out_channels: tuple[int, ...] = (32, 64, 128),
+    cross_attention_dim: int = 128,
     layers_per_block: int = 1,
     attention_head_dim: int = 32,
+    attention_levels: int = 1,
 ) -> UNet2DConditionModel:
     """Pixel-space UNet: at 32x32 a VAE would save little and cost a model to train, so none is used.
 
-    The outermost level has no attention (cheap at full resolution); the inner levels cross-attend
-    to the [text | image | interest] tokens.
+    Only the innermost ``attention_levels`` levels (and the middle block) attend, self and cross, to
+    the [text | image | interest] tokens. On a 2-core CPU, attention at 16x16 made a training step
+    2.3x slower (4.0 s vs 1.75 s at batch 64) for a 32x32 image whose content is global anyway.
     """
     n = len(block_out_channels)
+    if not 1 <= attention_levels <= n:
+        raise ValueError(f"attention_levels must be between 1 and {n}, got {attention_levels}")
     return UNet2DConditionModel(
         sample_size=image_size,
         in_channels=3,
         out_channels=3,
         layers_per_block=layers_per_block,
         block_out_channels=tuple(block_out_channels),
-        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+        down_block_types=("DownBlock2D",) * (n - attention_levels) + ("CrossAttnDownBlock2D",) * attention_levels,
         mid_block_type="UNetMidBlock2DCrossAttn",
-        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+        up_block_types=("CrossAttnUpBlock2D",) * attention_levels + ("UpBlock2D",) * (n - attention_levels),
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=attention_head_dim,
         norm_num_groups=32,

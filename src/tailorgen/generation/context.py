@@ -1,0 +1,142 @@
+"""Everything I-AM-G needs around the generator, for one dataset: Rewrite and Retrieve.
+
+For a (user, item) request it mines the user's interest tags from their history, rewrites the
+item text with the most frequent ones, retrieves K text neighbours (queried by the rewritten
+text) and K image neighbours (queried by the item's image blended with the user's history
+images), and turns all of it into the generator's Conditions, keeping a record of each step.
+
+Why the retrieval queries carry the user: neighbours of the bare item would be the same for
+every user, so the interest tokens could not personalize anything. Querying with the rewritten
+text and the user's visual history makes the retrieved items the user's version of the item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from tailorgen.data import Dataset
+from tailorgen.encoders import default_encoder, encode_catalog, item_text, l2_normalize
+from tailorgen.encoders.base import ImageEncoder
+from tailorgen.encoders.text import SentenceTransformerEncoder
+from tailorgen.encoders.zeroshot import ZeroShotTagger
+from tailorgen.generation.pipeline import Conditions
+from tailorgen.interests import ImageTagger, TagVocabulary, TextTagger, build_profile, tag_catalog
+from tailorgen.interests.rewrite import Rewriter, RewriteResult, TemplateRewriter
+from tailorgen.retrieval import ImageRetriever, TextRetriever
+from tailorgen.world.attributes import prompt_vocabulary
+
+
+@dataclass
+class IAMGSettings:
+    k_neighbours: int = 4
+    n_user_tags: int = 3
+    recency_half_life: float | None = 10.0  # in items; users drift, so recent items weigh more
+    image_query_mix: float = 0.5  # weight of the item's own image in the image-retrieval query
+    max_text_tokens: int = 48
+
+
+@dataclass
+class Request:
+    """One personalization request and every intermediate, as recorded in the JSON output."""
+
+    user_id: str
+    item_id: str
+    item_text: str
+    item_tags: list[str]
+    user_tags: list[str]
+    rewrite: RewriteResult
+    text_neighbours: list[tuple[str, float]]
+    image_neighbours: list[tuple[str, float]]
+    history: list[str] = field(default_factory=list)
+
+    def record(self) -> dict:
+        out = asdict(self)
+        out["history_length"] = len(out.pop("history"))
+        return out
+
+
+class PersonalizationContext:
+    def __init__(
+        self,
+        dataset: Dataset,
+        settings: IAMGSettings | None = None,
+        text_encoder: SentenceTransformerEncoder | None = None,
+        image_encoder: ImageEncoder | None = None,
+        rewriter: Rewriter | None = None,
+        progress: bool = False,
+    ):
+        self.dataset = dataset
+        self.settings = settings or IAMGSettings()
+        self.text_encoder = text_encoder or default_encoder("text")
+        self.image_encoder = image_encoder or default_encoder("image")
+        self.rewriter = rewriter or TemplateRewriter()
+        t_ids, t_vecs = encode_catalog(dataset, self.text_encoder, progress=progress)
+        i_ids, i_vecs = encode_catalog(dataset, self.image_encoder, progress=progress)
+        self.text_retriever = TextRetriever.from_embeddings(t_ids, t_vecs)
+        self.image_retriever = ImageRetriever.from_embeddings(i_ids, i_vecs)
+        is_shop = dataset.manifest.get("source", {}).get("format") == "tailorgen-shop"
+        self.vocabulary = TagVocabulary.from_shop() if is_shop else TagVocabulary.from_dataset(dataset)
+        image_tagger = None
+        if is_shop:  # zero-shot prompts exist for the shop's attributes; real catalogs rely on text tags
+            image_tagger = ImageTagger(ZeroShotTagger(self.image_encoder, self.text_encoder, prompt_vocabulary()))
+        self.item_tags = tag_catalog(dataset, TextTagger(self.vocabulary), image_tagger, progress=progress)
+        rows = dataset.items.select(["item_id", "title", "description"]).to_pylist()
+        self.texts = {r["item_id"]: item_text(r) for r in rows}
+        self.histories = dataset.user_histories()
+
+    def request(self, user_id: str, item_id: str, history: list[str] | None = None) -> Request:
+        return self.requests([(user_id, item_id)], None if history is None else [history])[0]
+
+    def requests(self, pairs: list[tuple[str, str]], histories: list[list[str]] | None = None) -> list[Request]:
+        """Interests, rewrite and retrieval for many (user, item) pairs; the encoders and indexes run batched.
+
+        ``histories`` overrides the users' recorded histories (training uses the history before a
+        target item).
+        """
+        s = self.settings
+        categories = set(self.vocabulary.of_attribute("category"))
+        if histories is None:
+            histories = [self.histories.get(u, []) for u, _ in pairs]
+        partial = []
+        for (user_id, item_id), history in zip(pairs, histories):
+            if item_id not in self.texts:
+                raise KeyError(f"item '{item_id}' is not in {self.dataset.root}")
+            profile = build_profile(user_id, history, self.item_tags, s.recency_half_life)
+            own = self.item_tags[item_id].all
+            # Keep the item what it is: the user's favourite categories are not offered to a rewrite.
+            user_tags = profile.top(s.n_user_tags, exclude=[*own, *categories])
+            partial.append((own, user_tags, self.rewriter.rewrite(self.texts[item_id], own, user_tags)))
+        if not pairs:
+            return []
+        exclude = [{item_id, *history} for (_, item_id), history in zip(pairs, histories)]
+        q_text = self.text_encoder.encode([rewrite.text for *_, rewrite in partial])
+        text_nb = self.text_retriever.retrieve_vectors(q_text, s.k_neighbours, exclude=exclude)
+        q_image = np.stack([self.image_query(i, h) for (_, i), h in zip(pairs, histories)])
+        image_nb = self.image_retriever.retrieve_vectors(q_image, s.k_neighbours, exclude=exclude)
+        return [
+            Request(u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h)
+            for (u, i), h, (own, user_tags, rewrite), t_nb, i_nb in zip(pairs, histories, partial, text_nb, image_nb)
+        ]
+
+    def image_query(self, item_id: str, history: list[str]) -> np.ndarray:
+        s = self.settings
+        item = self.image_retriever.embeddings[item_id]
+        seen = [h for h in history if h in self.image_retriever.embeddings]
+        if not seen:
+            return item
+        n = len(seen)
+        w = np.ones(n) if s.recency_half_life is None else 0.5 ** ((n - 1 - np.arange(n)) / s.recency_half_life)
+        taste = (w[:, None] * self.image_retriever.embeddings.rows(seen)).sum(0) / w.sum()
+        return l2_normalize((s.image_query_mix * item + (1 - s.image_query_mix) * taste)[None])[0]
+
+    def conditions(self, requests: list[Request], rewritten: bool = True) -> Conditions:
+        """Batch the generator's inputs; ``rewritten=False`` conditions on the plain item text."""
+        texts = [r.rewrite.text if rewritten else r.item_text for r in requests]
+        tokens, mask = self.text_encoder.encode_tokens(texts, max_length=self.settings.max_text_tokens)
+        image = self.image_retriever.embeddings.rows([r.item_id for r in requests], "image")
+        t_nb = np.stack([self.text_retriever.embeddings.rows([i for i, _ in r.text_neighbours]) for r in requests])
+        i_nb = np.stack([self.image_retriever.embeddings.rows([i for i, _ in r.image_neighbours]) for r in requests])
+        return Conditions(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (tokens, mask, image, t_nb, i_nb)))

@@ -1,0 +1,192 @@
+"""I-AM-G end to end: mine interests, rewrite, retrieve, fuse, and generate the user's version of an item.
+
+:class:`IAMGGenerator` ties the stages together for one dataset. Its :meth:`generate` follows the
+paper's order (the steps are timed one by one, so a benchmark can say where the time goes):
+
+1. interests: the user's tag profile from their history (text tags + zero-shot image tags);
+2. rewrite: the item text plus the user's most frequent tags (template or LLM);
+3. retrieve: K text neighbours of the rewritten text and K image neighbours of the item image
+   blended with the user's visual history;
+4. condition: token states of the text, the item's image embedding, and the neighbours, which the
+   interest-attention module turns into interest tokens inside the conditioner;
+5. diffuse: the personalized image, with classifier-free guidance.
+
+The ablations of the paper are methods of the same generator (:data:`METHODS`): only which text
+is used and which condition segments are kept change, never the weights or the noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from tailorgen.common import hash_file
+from tailorgen.data import Dataset
+from tailorgen.generation.context import IAMGSettings, PersonalizationContext, Request
+from tailorgen.generation.pipeline import PersonalizedImagePipeline
+from tailorgen.interests.rewrite import Rewriter
+
+# method -> (condition on the rewritten text?, condition segments kept)
+METHODS: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "plain": (False, ("text", "image")),  # non-personalized: the item's own text and image
+    "rewrite": (True, ("text", "image")),  # rewrite only
+    "retrieval": (False, ("text", "image", "interest")),  # retrieval (interest tokens) only
+    "full": (True, ("text", "image", "interest")),  # I-AM-G
+}
+STAGES = ("interests+rewrite+retrieve", "condition", "diffuse")
+
+
+def default_generator_path() -> Path:
+    return Path(str(resources.files("tailorgen") / "assets" / "generator"))
+
+
+def load_pipeline(path: str | Path | None = None, device: str = "cpu") -> PersonalizedImagePipeline:
+    path = Path(path) if path else default_generator_path()
+    if not (path / "model_index.json").exists():
+        raise FileNotFoundError(
+            f"no generator at {path}; train one with `tailorgen train generator --out {path}` (see docs/benchmarks.md)"
+        )
+    pipe = PersonalizedImagePipeline.from_pretrained(str(path), dtype=torch.float32).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def noise_for(seed: int, user_id: str, item_id: str, k: int, size: int) -> torch.Tensor:
+    """The starting noise of image k for (user, item): the same for every method, so they compare paired."""
+    digest = hashlib.sha256(f"{seed}|{user_id}|{item_id}|{k}".encode()).digest()
+    g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    return torch.randn((3, size, size), generator=g)
+
+
+@dataclass
+class Generation:
+    """The images made for one request, with everything needed to reproduce and explain them."""
+
+    request: Request
+    method: str
+    images: list[Image.Image]
+    seed: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> dict:
+        return self.request.record() | {
+            "method": self.method,
+            "seed": self.seed,
+            "n_images": len(self.images),
+            "seconds": self.seconds,
+        }
+
+
+class IAMGGenerator:
+    """Personalized generation for the users and items of one dataset."""
+
+    def __init__(
+        self,
+        dataset: Dataset | str | Path,
+        pipeline: PersonalizedImagePipeline | str | Path | None = None,
+        settings: IAMGSettings | None = None,
+        rewriter: Rewriter | None = None,
+        context: PersonalizationContext | None = None,
+        guidance_scale: float = 2.0,
+        num_inference_steps: int = 25,
+        progress: bool = False,
+    ):
+        dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        self.context = context or PersonalizationContext(dataset, settings, rewriter=rewriter, progress=progress)
+        if pipeline is None or isinstance(pipeline, str | Path):
+            self.pipeline_path = Path(pipeline) if pipeline else default_generator_path()
+            pipeline = load_pipeline(self.pipeline_path)
+        else:
+            self.pipeline_path = None
+        self.pipeline = pipeline
+        self.guidance_scale = guidance_scale
+        self.num_inference_steps = num_inference_steps
+
+    def checkpoints(self) -> dict[str, str]:
+        """Hashes of the weights behind an output, for its record."""
+        out = {
+            "text_encoder": self.context.text_encoder.fingerprint,
+            "image_encoder": self.context.image_encoder.fingerprint,
+            "rewriter": self.context.rewriter.backend,
+        }
+        if self.pipeline_path is not None:
+            for part in ("unet", "conditioner"):
+                weights = sorted((self.pipeline_path / part).glob("*.safetensors"))
+                out[f"generator_{part}"] = hash_file(weights[0]) if weights else "unknown"
+        return out
+
+    def generate_batch(
+        self,
+        pairs: list[tuple[str, str]],
+        n: int = 1,
+        seed: int = 0,
+        method: str = "full",
+        batch_size: int = 32,
+        requests: list[Request] | None = None,
+    ) -> list[Generation]:
+        """``n`` images for each (user_id, item_id); ``requests`` reuses already-made Requests."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method '{method}'; choose from {list(METHODS)}")
+        rewritten, use = METHODS[method]
+        t0 = time.perf_counter()
+        if requests is None:
+            requests = self.context.requests(pairs)
+        t_request = (time.perf_counter() - t0) / max(len(pairs), 1)
+        size = self.pipeline.unet.config.sample_size
+        # Every request's images in one flat list, cut into batches for the UNet.
+        jobs = [(r, k) for r in requests for k in range(n)]
+        images: list[Image.Image] = []
+        t_condition = t_diffuse = 0.0
+        for s in range(0, len(jobs), batch_size):
+            chunk = jobs[s : s + batch_size]
+            t1 = time.perf_counter()
+            conditions = self.context.conditions([r for r, _ in chunk], rewritten=rewritten)
+            t2 = time.perf_counter()
+            latents = torch.stack([noise_for(seed, r.user_id, r.item_id, k, size) for r, k in chunk])
+            images += self.pipeline(
+                conditions,
+                use=use,
+                guidance_scale=self.guidance_scale,
+                num_inference_steps=self.num_inference_steps,
+                latents=latents,
+            )
+            t_condition += t2 - t1
+            t_diffuse += time.perf_counter() - t2
+        per_image = max(len(jobs), 1)
+        seconds = {
+            "interests+rewrite+retrieve": round(t_request, 4),
+            "condition": round(t_condition / per_image, 4),
+            "diffuse": round(t_diffuse / per_image, 4),
+        }
+        return [Generation(r, method, images[j * n : (j + 1) * n], seed, seconds) for j, r in enumerate(requests)]
+
+    def generate(self, user_id: str, item_id: str, n: int = 4, seed: int = 0, method: str = "full") -> Generation:
+        return self.generate_batch([(user_id, item_id)], n=n, seed=seed, method=method)[0]
+
+
+def save_generations(generations: list[Generation], out: str | Path, checkpoints: dict[str, str]) -> list[dict]:
+    """Write each request's PNGs and JSON record under ``out/USER__ITEM/``; returns the records."""
+    from tailorgen.common import atomic_write_text, write_json
+
+    out = Path(out)
+    records = []
+    for g in generations:
+        folder = out / f"{g.request.user_id}__{g.request.item_id}__{g.method}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        for k, image in enumerate(g.images):
+            image.save(folder / f"image_{k}.png")
+            files.append(str((folder / f"image_{k}.png").relative_to(out)))
+        record = g.record() | {"images": files, "checkpoints": checkpoints}
+        write_json(folder / "record.json", record)
+        records.append(record)
+    import json
+
+    atomic_write_text(out / "records.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    return records
