@@ -56,3 +56,15 @@ def test_table_and_cli(bench, tiny_generator, tmp_path):
     assert "full" in table and "paired tests" in table and "latency" in table
     res = CliRunner().invoke(main, ["bench", "iamg", "--help"])
     assert res.exit_code == 0 and "--seed" in res.output and "--users" in res.output
+
+
+def test_eval_report_from_benchmark_runs(bench, tmp_path):
+    _, root = bench
+    res = CliRunner().invoke(main, ["eval", str(root / "out"), str(root / "out"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.count("<table>") == 4 and page.count("data:image/png;base64,") == 2 + 6
+    numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert len(numbers["runs"]) == 2 and numbers["runs"][0]["summary"]["full"]["fidelity"]["n"] == 6
+    res = CliRunner().invoke(main, ["eval", str(tmp_path), "--out", str(tmp_path / "rep2")])
+    assert res.exit_code != 0 and "iamg_benchmark.json" in str(res.exception or res.output)

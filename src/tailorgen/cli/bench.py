@@ -42,3 +42,18 @@ def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judg
     cfg = IAMGBenchConfig(seed=seed, users=users, steps=steps, guidance=guidance)
     result = run_iamg_benchmark(cfg, work_dir=work_dir, out=out, generator=generator_path, judge=judge_path)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+@main.command("eval")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default="runs/report", show_default=True)
+def eval_cmd(run_dirs, out) -> None:
+    """Compare benchmark runs (folders written by `tailorgen bench iamg --out DIR`) in an HTML report.
+
+    Writes OUT/report.html (metric tables with 95% intervals, paired tests, latency, plots across
+    runs, example images) and OUT/report.json with every number it shows.
+    """
+    from tailorgen.evaluation.report import write_report
+
+    numbers = write_report(list(run_dirs), out)
+    click.echo(f"compared {len(numbers['runs'])} run(s): open {out}/report.html")
