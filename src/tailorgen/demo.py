@@ -20,7 +20,7 @@ from tailorgen.common import atomic_write_text, write_json
 from tailorgen.common.manifest import write_run_manifest
 from tailorgen.data import Dataset
 from tailorgen.data.stats import dataset_stats, plot_history_lengths
-from tailorgen.generation.iamg import IAMGGenerator, save_generations
+from tailorgen.generation.iamg import IAMGGenerator, pick_requests, save_generations
 from tailorgen.world import WorldConfig
 from tailorgen.world.build import ensure_shop
 from tailorgen.world.preview import sample_grid
@@ -51,7 +51,8 @@ def run_demo(
     if demo_users > 0:
         ds = Dataset(shop)
         gen = IAMGGenerator(ds, generator, num_inference_steps=steps, progress=True)
-        pairs = pick_demo_pairs(gen.context.histories, list(gen.context.texts), demo_users, seed)
+        rng = np.random.default_rng([seed, 777])
+        pairs = pick_requests(gen.context.histories, list(gen.context.texts), demo_users, 8, rng)
         generations = gen.generate_batch(pairs, n=images_per_user, seed=seed, method="full")
         records = save_generations(generations, out / "generated", gen.checkpoints())
         page = render_page(ds, generations, records)
@@ -64,20 +65,6 @@ def run_demo(
     config = dataclasses.asdict(cfg) | {"demo_users": demo_users, "images_per_user": images_per_user, "steps": steps}
     write_run_manifest(out, "tailorgen demo", config, seed, artifacts)
     return summary
-
-
-def pick_demo_pairs(histories: dict[str, list[str]], item_ids: list[str], n: int, seed: int) -> list[tuple[str, str]]:
-    """Users with a history long enough to show, each with an item they never interacted with."""
-    rng = np.random.default_rng([seed, 777])
-    users = sorted(u for u, h in histories.items() if len(h) >= 8)
-    chosen = [str(u) for u in rng.choice(users, size=min(n, len(users)), replace=False)]
-    pairs = []
-    for u in chosen:
-        seen = set(histories[u])
-        while (item := item_ids[int(rng.integers(len(item_ids)))]) in seen:
-            pass
-        pairs.append((u, item))
-    return pairs
 
 
 def _img(image: Image.Image, title: str = "") -> str:

@@ -30,7 +30,7 @@ from tailorgen.data import Dataset
 from tailorgen.evaluation.judge import Judge
 from tailorgen.evaluation.metrics import clip_style_score, nearest_catalog_similarity
 from tailorgen.evaluation.stats import paired_test, summarize_metric
-from tailorgen.generation.iamg import METHODS, STAGES, IAMGGenerator
+from tailorgen.generation.iamg import METHODS, STAGES, IAMGGenerator, pick_requests
 from tailorgen.world import Oracle, WorldConfig
 from tailorgen.world.build import ensure_shop
 
@@ -53,19 +53,12 @@ class IAMGBenchConfig:
 
 def _pick(cfg: IAMGBenchConfig, histories: dict[str, list[str]], item_ids: list[str]):
     """Users (fixed by the seed), a target item each that they never saw, and a mismatched user each."""
-    rng = np.random.default_rng([cfg.seed, 4242])
-    eligible = sorted(u for u, h in histories.items() if len(h) >= cfg.min_history)
-    if len(eligible) < 2:
-        raise ValueError(f"the shop has {len(eligible)} users with >= {cfg.min_history} interactions; need 2 or more")
-    users = [str(u) for u in rng.choice(eligible, size=min(cfg.users, len(eligible)), replace=False)]
-    targets = []
-    for u in users:
-        seen = set(histories[u])
-        while (item := item_ids[int(rng.integers(len(item_ids)))]) in seen:
-            pass
-        targets.append(item)
-    mismatched = users[1:] + users[:1]
-    return users, targets, mismatched
+    eligible = sum(len(h) >= cfg.min_history for h in histories.values())
+    if eligible < 2:
+        raise ValueError(f"the shop has {eligible} users with >= {cfg.min_history} interactions; need 2 or more")
+    pairs = pick_requests(histories, item_ids, cfg.users, cfg.min_history, np.random.default_rng([cfg.seed, 4242]))
+    users = [u for u, _ in pairs]
+    return users, [i for _, i in pairs], users[1:] + users[:1]
 
 
 def _grid(rows: list[list[Image.Image]], labels: list[str], out: Path, scale: int = 3) -> None:

@@ -18,15 +18,17 @@ is used and which condition segments are kept change, never the weights or the n
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from tailorgen.common import hash_file
+from tailorgen.common import atomic_write_text, hash_file, write_json
 from tailorgen.data import Dataset
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext, Request
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
@@ -55,6 +57,21 @@ def load_pipeline(path: str | Path | None = None, device: str = "cpu") -> Person
     pipe = PersonalizedImagePipeline.from_pretrained(str(path), dtype=torch.float32).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def pick_requests(
+    histories: dict[str, list[str]], item_ids: list[str], n: int, min_history: int, rng: np.random.Generator
+) -> list[tuple[str, str]]:
+    """Up to ``n`` users with >= ``min_history`` interactions, drawn by ``rng``, each with an item they never saw."""
+    eligible = sorted(u for u, h in histories.items() if len(h) >= min_history)
+    users = [str(u) for u in rng.choice(eligible, size=min(n, len(eligible)), replace=False)]
+    pairs = []
+    for u in users:
+        seen = set(histories[u])
+        while (item := item_ids[int(rng.integers(len(item_ids)))]) in seen:
+            pass
+        pairs.append((u, item))
+    return pairs
 
 
 def noise_for(seed: int, user_id: str, item_id: str, k: int, size: int) -> torch.Tensor:
@@ -172,8 +189,6 @@ class IAMGGenerator:
 
 def save_generations(generations: list[Generation], out: str | Path, checkpoints: dict[str, str]) -> list[dict]:
     """Write each request's PNGs and JSON record under ``out/USER__ITEM/``; returns the records."""
-    from tailorgen.common import atomic_write_text, write_json
-
     out = Path(out)
     records = []
     for g in generations:
@@ -186,7 +201,5 @@ def save_generations(generations: list[Generation], out: str | Path, checkpoints
         record = g.record() | {"images": files, "checkpoints": checkpoints}
         write_json(folder / "record.json", record)
         records.append(record)
-    import json
-
     atomic_write_text(out / "records.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     return records
