@@ -213,3 +213,19 @@ def test_cli_utility_scores_items_and_attribute_sets(small_shop):
     assert isinstance(json.loads(res.output)["utility"], float)
     res = runner.invoke(main, ["world", "utility", str(small_shop), "--user", "u00", "--item", "i000"])
     assert json.loads(res.output)["attributes"]["category"] in CATEGORIES
+
+
+def test_render_looks_draws_one_placed_garment_in_each_look():
+    from tailorgen.world.render import render_looks
+    from tailorgen.world.silhouettes import SilhouetteBank
+
+    sil = SilhouetteBank(use_fashion_mnist=False, procedural_per_class=2).draw(0, np.random.default_rng(0))[1]
+    red, blue = render_looks(
+        sil, [("red", "solid", "none"), ("blue", "stripes", "yellow")], 32, np.random.default_rng(1)
+    )
+    # Same placement: the garment covers the same pixels; different looks: different fabric.
+    garment_red = np.abs(red.astype(float) - 245).max(-1) > 30
+    garment_blue = np.abs(blue.astype(float) - 245).max(-1) > 30
+    assert garment_red.sum() > 50 and (garment_red == garment_blue).mean() > 0.97
+    assert red[garment_red].mean(0)[0] > red[garment_red].mean(0)[2]
+    assert blue[garment_blue].mean(0)[2] > blue[garment_blue].mean(0)[0]

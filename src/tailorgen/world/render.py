@@ -78,7 +78,27 @@ def render_item(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """One item image, uint8 size x size x 3."""
-    sil = place_silhouette(silhouette28, size, rng)
+    return dress(place_silhouette(silhouette28, size, rng), colour, pattern, secondary_colour, rng)
+
+
+def render_looks(
+    silhouette28: np.ndarray,
+    looks: list[tuple[str, str, str]],
+    size: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """The same garment, placed once, in several (colour, pattern, secondary colour) looks.
+
+    The simulator's counterfactual: "this item, had it been made in that colour and pattern".
+    The images are pixel-aligned, which is what an image-to-image generator learns from.
+    """
+    placed = place_silhouette(silhouette28, size, rng)
+    return [dress(placed, colour, pattern, secondary, rng) for colour, pattern, secondary in looks]
+
+
+def dress(sil: np.ndarray, colour: str, pattern: str, secondary_colour: str, rng: np.random.Generator) -> np.ndarray:
+    """Fill a placed silhouette (size x size, values in [0, 1]) with its fabric; uint8 size x size x 3."""
+    size = sil.shape[0]
     alpha = np.clip(sil * 2.5, 0, 1)[..., None]
     # Shading keeps the fabric's folds visible without turning one colour into another.
     shade = (0.78 + 0.22 * sil)[..., None]
