@@ -41,8 +41,8 @@ def test_methods_share_noise_so_only_the_conditions_differ(generator, pair):
     again = generator.generate(*pair, n=1, seed=3, method="full").images[0]
     assert np.array_equal(np.asarray(out["full"]), np.asarray(again))
     assert not np.array_equal(np.asarray(out["full"]), np.asarray(out["plain"]))
-    assert noise_for(3, *pair, 0, 32).shape == (3, 32, 32)
-    assert not np.allclose(noise_for(3, *pair, 0, 32), noise_for(3, *pair, 1, 32))
+    assert noise_for(3, *pair, 0, (3, 32, 32)).shape == (3, 32, 32)
+    assert not np.allclose(noise_for(3, *pair, 0, (3, 32, 32)), noise_for(3, *pair, 1, (3, 32, 32)))
 
 
 def test_unknown_method_is_refused(generator, pair):

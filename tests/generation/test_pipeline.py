@@ -6,9 +6,15 @@ from diffusers import DDIMScheduler
 from tailorgen.generation import Conditions, PersonalizationConditioner, PersonalizedImagePipeline, build_unet
 
 
-def _tiny_pipeline():
+def _tiny_pipeline(source_channels=0):
     torch.manual_seed(0)
-    unet = build_unet(image_size=16, block_out_channels=(32, 32), cross_attention_dim=32, attention_head_dim=8)
+    unet = build_unet(
+        image_size=16,
+        block_out_channels=(32, 32),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        source_channels=source_channels,
+    )
     conditioner = PersonalizationConditioner(
         embed_dim=24, cross_attention_dim=32, n_image_tokens=2, max_neighbours=4, fusion_heads=2
     )
@@ -80,3 +86,20 @@ def test_given_latents_fix_the_images_and_are_checked():
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="latents must have shape"):
         pipe(_conditions(), num_inference_steps=2, latents=noise[:1])
+
+
+def test_a_unet_with_source_channels_reads_the_items_image():
+    pipe = _tiny_pipeline(source_channels=3)
+    assert pipe.reads_source_image and pipe.noise_shape == (3, 16, 16) and pipe.image_size == 16
+    g = torch.Generator().manual_seed(5)
+    source = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    noise = torch.randn(2, 3, 16, 16, generator=g)
+    a = pipe(_conditions(), image=source, num_inference_steps=2, latents=noise, output_type="np")
+    b = pipe(_conditions(), image=-source, num_inference_steps=2, latents=noise, output_type="np")
+    assert a.shape == (2, 16, 16, 3) and not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="pass image="):
+        pipe(_conditions(), num_inference_steps=2)
+    with pytest.raises(ValueError, match="the UNet expects"):
+        pipe(_conditions(), image=source[:, :, :8, :8], num_inference_steps=2)
+    with pytest.raises(ValueError, match="does not read a source image"):
+        _tiny_pipeline()(_conditions(), image=source, num_inference_steps=2)

@@ -65,19 +65,22 @@ def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
 @click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)
 @click.option("--steps", type=int, default=None, help="Optimizer steps (default: the config's).")
 @click.option("--batch-size", type=int, default=None, help="Images per step (default: the config's).")
+@click.option("--examples", type=int, default=None, help="Training examples to precompute (default: the config's).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: training is slow on a CPU.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_generator_cmd(out, work_dir, steps, batch_size, device, seed) -> None:
+def train_generator_cmd(out, work_dir, steps, batch_size, examples, device, seed) -> None:
     """Train the personalized generator (pixel UNet + interest-attention conditioner) on its own shop.
 
     Examples come from users' histories: "personalize" (another item of the chosen item's category,
-    rewritten with the user's tags, must become the item the user chose) and "reconstruct" (an item
-    with no user information must stay itself). The generator that ships with tailorgen:
-    `tailorgen train generator --out src/tailorgen/assets/generator --device cuda`.
+    rewritten with the user's tags, must take on the look of the item the user chose) and
+    "reconstruct" (an item with no user information must stay itself). The generator reads the
+    item's pixels too, so it keeps the garment's shape. The generator that ships with tailorgen:
+    `tailorgen train generator --out src/tailorgen/assets/generator` (see docs/benchmarks.md).
     """
     from tailorgen.generation.train import GeneratorTrainConfig, train_generator
 
-    overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v is not None}
+    given = {"steps": steps, "batch_size": batch_size, "examples": examples}
+    overrides = {k: v for k, v in given.items() if v is not None}
     cfg = GeneratorTrainConfig(seed=seed, **overrides)
     report = train_generator(cfg, out, work_dir, device=device)
     keys = ("examples", "personalize_examples", "prep_seconds", "train_seconds", "parameters")

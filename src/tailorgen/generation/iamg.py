@@ -9,7 +9,8 @@ paper's order (the steps are timed one by one, so a benchmark can say where the 
    blended with the user's visual history;
 4. condition: token states of the text, the item's image embedding, and the neighbours, which the
    interest-attention module turns into interest tokens inside the conditioner;
-5. diffuse: the personalized image, with classifier-free guidance.
+5. diffuse: the personalized image, with classifier-free guidance; the shipped generator also
+   reads the item's own pixels, so the garment keeps its shape and takes on the user's look.
 
 The ablations of the paper are methods of the same generator (:data:`METHODS`): only which text
 is used and which condition segments are kept change, never the weights or the noise.
@@ -30,6 +31,7 @@ from PIL import Image
 
 from tailorgen.common import atomic_write_text, hash_file, write_json
 from tailorgen.data import Dataset
+from tailorgen.encoders.image import images_to_tensor
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext, Request
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
 from tailorgen.interests.rewrite import Rewriter
@@ -74,11 +76,11 @@ def pick_requests(
     return pairs
 
 
-def noise_for(seed: int, user_id: str, item_id: str, k: int, size: int) -> torch.Tensor:
+def noise_for(seed: int, user_id: str, item_id: str, k: int, shape: tuple[int, ...]) -> torch.Tensor:
     """The starting noise of image k for (user, item): the same for every method, so they compare paired."""
     digest = hashlib.sha256(f"{seed}|{user_id}|{item_id}|{k}".encode()).digest()
     g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-    return torch.randn((3, size, size), generator=g)
+    return torch.randn(shape, generator=g)
 
 
 @dataclass
@@ -155,7 +157,7 @@ class IAMGGenerator:
         if requests is None:
             requests = self.context.requests(pairs)
         t_request = (time.perf_counter() - t0) / max(len(pairs), 1)
-        size = self.pipeline.unet.config.sample_size
+        pipe = self.pipeline
         # Every request's images in one flat list, cut into batches for the UNet.
         jobs = [(r, k) for r in requests for k in range(n)]
         images: list[Image.Image] = []
@@ -164,10 +166,15 @@ class IAMGGenerator:
             chunk = jobs[s : s + batch_size]
             t1 = time.perf_counter()
             conditions = self.context.conditions([r for r, _ in chunk], rewritten=rewritten)
+            source = None
+            if pipe.reads_source_image:
+                items = [self.context.dataset.load_image(r.item_id) for r, _ in chunk]
+                source = images_to_tensor(items, pipe.image_size)
             t2 = time.perf_counter()
-            latents = torch.stack([noise_for(seed, r.user_id, r.item_id, k, size) for r, k in chunk])
-            images += self.pipeline(
+            latents = torch.stack([noise_for(seed, r.user_id, r.item_id, k, pipe.noise_shape) for r, k in chunk])
+            images += pipe(
                 conditions,
+                image=source,
                 use=use,
                 guidance_scale=self.guidance_scale,
                 num_inference_steps=self.num_inference_steps,

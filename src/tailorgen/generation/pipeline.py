@@ -2,7 +2,9 @@
 
 Given the rewritten item text (as token states of the frozen text encoder), the target item's
 image embedding and the retrieved text and image neighbours, it denoises an image with
-classifier-free guidance over the [text | image | interest] condition tokens.
+classifier-free guidance over the [text | image | interest] condition tokens. A UNet with more
+input than output channels also reads the target item's own image, concatenated to its input
+(image-to-image, as InstructPix2Pix does), so the garment keeps its shape.
 
 Two backends, one class:
 - embedded: a small pixel-space UNet trained by tailorgen (no VAE);
@@ -86,10 +88,27 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
             )
         return cls(unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae)
 
+    @property
+    def reads_source_image(self) -> bool:
+        """Whether ``__call__`` needs the item's own image (a UNet with extra input channels)."""
+        return self.unet.config.in_channels > self.unet.config.out_channels
+
+    @property
+    def image_size(self) -> int:
+        """Width and height of the images made (and of a source image), in pixels."""
+        scale = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+        return self.unet.config.sample_size * scale
+
+    @property
+    def noise_shape(self) -> tuple[int, int, int]:
+        """Shape of one image's starting noise (``latents`` holds B of them)."""
+        return (self.unet.config.out_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+
     @torch.no_grad()
     def __call__(
         self,
         conditions: Conditions,
+        image: torch.Tensor | None = None,
         use: tuple[str, ...] = SEGMENTS,
         guidance_scale: float = 2.0,
         num_inference_steps: int = 50,
@@ -99,8 +118,11 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
     ) -> list[Image.Image] | np.ndarray:
         """``use`` names the condition segments to keep (the rest are dropped, as in the ablations).
 
-        ``latents`` (B, 3, size, size) fixes the starting noise per image; with the deterministic
-        DDIM sampler that fixes the image, so methods can be compared on the same noise.
+        ``image`` (B, 3, H, W) in [-1, 1]: the item to personalize, for a UNet that reads it
+        (``in_channels > out_channels``); both guidance branches see it, so guidance amplifies
+        only what the conditions add. ``latents`` (B, C, size, size) fixes the starting noise per
+        image; with the deterministic DDIM sampler that fixes the image, so methods can be compared
+        on the same noise.
         """
         unknown = set(use) - set(SEGMENTS)
         if unknown:
@@ -128,8 +150,26 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
             ip_cond = ip if "image" in use else torch.zeros_like(ip)
             added_cond_kwargs = {"image_embeds": [torch.cat([torch.zeros_like(ip), ip_cond])]}
 
-        # 2. Start from Gaussian noise, in pixel space or (with a VAE) in latent space.
-        shape = (b, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+        # 2. The source image, in the space the UNet denoises (through the VAE's encoder in latent space).
+        source = None
+        extra = self.unet.config.in_channels - self.unet.config.out_channels
+        if extra:
+            if image is None:
+                raise ValueError(f"this UNet reads the item's image ({extra} extra input channels): pass image=")
+            source = image.to(device=device, dtype=self.unet.dtype)
+            if self.vae is not None:
+                source = self.vae.encode(source).latent_dist.mode()
+            if tuple(source.shape[1:]) != (extra, self.unet.config.sample_size, self.unet.config.sample_size):
+                raise ValueError(
+                    f"image gives {tuple(source.shape[1:])} per sample; the UNet expects "
+                    f"{(extra, self.unet.config.sample_size, self.unet.config.sample_size)}"
+                )
+            source = torch.cat([source, source])
+        elif image is not None:
+            raise ValueError("this UNet does not read a source image; leave image=None")
+
+        # 3. Start from Gaussian noise, in pixel space or (with a VAE) in latent space.
+        shape = (b, *self.noise_shape)
         if latents is None:
             latents = torch.randn(shape, generator=generator, device="cpu")
         elif tuple(latents.shape) != shape:
@@ -138,9 +178,11 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         self.scheduler.set_timesteps(num_inference_steps)
         x = x * self.scheduler.init_noise_sigma
 
-        # 3. Denoise with classifier-free guidance.
+        # 4. Denoise with classifier-free guidance.
         for t in self.progress_bar(self.scheduler.timesteps):
             model_in = self.scheduler.scale_model_input(torch.cat([x, x]), t)
+            if source is not None:
+                model_in = torch.cat([model_in, source], dim=1)
             eps = self.unet(
                 model_in,
                 t,
@@ -152,7 +194,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
 
-        # 4. Back to images (through the VAE's decoder in latent space).
+        # 5. Back to images (through the VAE's decoder in latent space).
         if self.vae is not None:
             x = self.vae.decode(x / self.vae.config.scaling_factor).sample
         images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

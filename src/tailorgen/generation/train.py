@@ -3,13 +3,17 @@
 Training examples come from users' histories. For a user and their j-th item y:
 - "personalize" (the I-AM-G task): the source item x is another catalog item of y's category;
   the conditions are x's rewritten text (x's text + the user's top tags from items before y),
-  x's image embedding and the neighbours retrieved for (user, x); the target is y's image, the
-  item this user actually chose in that category. The model learns to keep x's category and
-  move colour and pattern toward what the user picks.
+  x's image embedding and the neighbours retrieved for (user, x), and x's pixels; the target is
+  x's garment in the look (colour, pattern, second colour) of y, the item this user actually
+  chose in that category. On a simulated shop the renderer draws that counterfactual exactly
+  (same silhouette, same placement: see ``world.render.render_looks``); on a dataset without
+  ground truth the target is y's own image. The model learns to keep x and move its colour and
+  pattern toward what the user picks.
 - "reconstruct": x = y with x's plain text and no interest tokens; the target is x itself, so
   without user information the model renders the item as it is.
-Segments are dropped at random (interest tokens; the rewrite replaced by the plain text; all
-conditions for classifier-free guidance), so every I-AM-G ablation is in distribution.
+Segments are dropped at random (interest tokens when the text is rewritten; the rewrite replaced
+by the plain text, keeping the interest tokens; all conditions for classifier-free guidance), so
+every I-AM-G ablation is in distribution and no personalize example is left without a user signal.
 Which parts train: the UNet and the conditioner (projections + interest attention) train
 together from scratch; the text encoder (MiniLM) and the image encoder are frozen.
 """
@@ -23,22 +27,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
+from PIL import Image
 from tqdm.auto import tqdm
 
 from tailorgen.common import atomic_dir, write_json
 from tailorgen.common.manifest import environment_versions, now_utc
 from tailorgen.data import Dataset
-from tailorgen.encoders.image import images_to_tensor
 from tailorgen.generation.conditioning import PersonalizationConditioner
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
 from tailorgen.generation.unet import build_unet
 from tailorgen.world import WorldConfig
 from tailorgen.world.build import ensure_shop
+from tailorgen.world.render import render_looks
+from tailorgen.world.silhouettes import SilhouetteBank
+
+IMAGE_SIZE = 32
+LOOK = ("colour", "pattern", "secondary_colour")
 
 
 @dataclass
@@ -54,11 +64,16 @@ class GeneratorTrainConfig:
     min_history: int = 3
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     cross_attention_dim: int = 128
-    steps: int = 1500  # 1.75 s a step at batch 64 on 2 CPU cores: ~44 min, inside the 60-minute target
-    batch_size: int = 64
-    lr: float = 3e-4
+    # 0.82 s a step at batch 32 on 2 CPU cores: ~41 min (+ ~6 min of example preparation), inside the
+    # 60-minute target. At a fixed budget of images, more and smaller steps learned faster.
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
     warmup_steps: int = 200
-    ema_decay: float = 0.999
+    # v-prediction: near pure noise the model predicts the image (mostly a copy of the source
+    # garment), near the clean image the noise; epsilon-prediction learned the copy far slower.
+    prediction_type: str = "v_prediction"
+    ema_decay: float = 0.999  # the ceiling; the decay warms up (diffusers' use_ema_warmup) so early weights fade
     seed: int = 0
     threads: int = 2
 
@@ -86,11 +101,44 @@ def _pick_examples(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, rng: 
     return out
 
 
+class _SourceTargetImages:
+    """(source, target) uint8 images for an example: counterfactual renders on a shop, catalog images elsewhere."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset = dataset
+        self.rng = np.random.default_rng([seed, 77])
+        truth_path = dataset.root / "truth" / "items.parquet"
+        self.truth = None
+        if truth_path.exists():
+            t = pq.read_table(truth_path, columns=["item_id", "silhouette_source", "silhouette_index", *LOOK])
+            t = t.to_pydict()
+            world = dataset.manifest["source"]["config"]
+            bank = SilhouetteBank(use_fashion_mnist=world["use_fashion_mnist"], seed=world["seed"])
+            # The indices name images of the bank the shop was built with; any other bank would draw other shapes.
+            if set(t["silhouette_source"]) == {bank.source}:
+                self.silhouettes = bank.images
+                self.truth = {i: {k: t[k][r] for k in ("silhouette_index", *LOOK)} for r, i in enumerate(t["item_id"])}
+
+    def _catalog(self, item_id: str) -> np.ndarray:
+        return np.asarray(
+            self.dataset.load_image(item_id).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
+        )
+
+    def __call__(self, source_id: str, target_id: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.truth is None:
+            return self._catalog(source_id), self._catalog(target_id)
+        x, y = self.truth[source_id], self.truth[target_id]
+        looks = [tuple(x[k] for k in LOOK), tuple(y[k] for k in LOOK)]
+        source, target = render_looks(self.silhouettes[x["silhouette_index"]], looks, IMAGE_SIZE, self.rng)
+        return source, target
+
+
 def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, rng, progress=True) -> dict:
-    """Precompute every example's conditions (float16) and target image (uint8)."""
+    """Precompute every example's conditions (float16) and its source and target images (uint8, NCHW)."""
     examples = _pick_examples(cfg, ctx, rng)
+    images = _SourceTargetImages(ctx.dataset, cfg.seed)
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
-    parts: dict[str, list] = {k: [] for k in (*keys, "target", "keep_interest")}
+    parts: dict[str, list] = {k: [] for k in (*keys, "source", "target", "keep_interest", "rewritten")}
     batch = 256
     for s in tqdm(range(0, len(examples), batch), desc="conditions", unit="batch", disable=not progress):
         chunk = examples[s : s + batch]
@@ -104,17 +152,14 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
             for k in keys:
                 v = getattr(c, k).numpy()
                 parts[k].append(v.astype(np.float16) if v.dtype == np.float32 else v)
-            parts["target"].append(
-                images_to_tensor([ctx.dataset.load_image(chunk[i][2]) for i in idx], 32)
-                .mul(127.5)
-                .add(127.5)
-                .round()
-                .to(torch.uint8)
-                .numpy()
-            )
+            pairs = [images(chunk[i][1], chunk[i][2]) for i in idx]
+            parts["source"].append(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2))
+            parts["target"].append(np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2))
             parts["keep_interest"].append(np.array([chunk[i][4] == "personalize" for i in idx]))
+            parts["rewritten"].append(np.full(len(idx), not use_plain))
     data = {k: np.concatenate(v) for k, v in parts.items()}
     data["n_personalize"] = int(data["keep_interest"].sum())
+    data["counterfactual_targets"] = images.truth is not None
     return data
 
 
@@ -135,7 +180,7 @@ def train_generator(
     prep_seconds = time.perf_counter() - t0
     n = len(data["target"])
 
-    unet = build_unet(32, cfg.block_out_channels, cfg.cross_attention_dim).to(device)
+    unet = build_unet(IMAGE_SIZE, cfg.block_out_channels, cfg.cross_attention_dim).to(device)
     conditioner = PersonalizationConditioner(
         embed_dim=data["text_tokens"].shape[-1],
         cross_attention_dim=cfg.cross_attention_dim,
@@ -144,32 +189,38 @@ def train_generator(
     params = [*unet.parameters(), *conditioner.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     ema_unet, ema_cond = (
-        EMAModel(unet.parameters(), decay=cfg.ema_decay),
-        EMAModel(conditioner.parameters(), decay=cfg.ema_decay),
+        EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3),
+        EMAModel(conditioner.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3),
     )
-    noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    noise_scheduler = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=cfg.prediction_type
+    )
     lr_at = lambda s: cfg.lr * min(1, (s + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps))  # noqa: E731
     losses = []
     bar = tqdm(range(cfg.steps), desc="train generator", unit="step", disable=not progress)
     # The whole training set lives on the training device (about 0.6 GB at the defaults).
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
-    stored = {k: torch.from_numpy(data[k]).to(device) for k in (*keys, "target", "keep_interest")}
+    stored = {
+        k: torch.from_numpy(data[k]).to(device) for k in (*keys, "source", "target", "keep_interest", "rewritten")
+    }
     for step in bar:
         idx = torch.from_numpy(rng.integers(0, n, cfg.batch_size)).to(device)
         batch = {k: stored[k][idx] for k in keys}
         batch = {k: v.float() if v.dtype == torch.float16 else v for k, v in batch.items()}
         x0 = stored["target"][idx].float() / 127.5 - 1
+        source = stored["source"][idx].float() / 127.5 - 1
         drop = torch.zeros(cfg.batch_size, 3, dtype=torch.bool, device=device)
         no_interest = torch.from_numpy(rng.random(cfg.batch_size) < cfg.p_drop_interest).to(device)
-        drop[:, 2] = ~stored["keep_interest"][idx] | no_interest
+        # Interest tokens go only where the rewrite still carries the user (the rewrite-only ablation).
+        drop[:, 2] = ~stored["keep_interest"][idx] | (no_interest & stored["rewritten"][idx])
         drop[torch.from_numpy(rng.random(cfg.batch_size) < cfg.p_drop_all).to(device)] = True
         tokens, mask = conditioner(**batch, drop=drop)
         noise = torch.randn_like(x0)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (cfg.batch_size,), device=device)
-        pred = unet(
-            noise_scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=tokens, encoder_attention_mask=mask
-        ).sample
-        loss = F.mse_loss(pred, noise)
+        noisy = torch.cat([noise_scheduler.add_noise(x0, noise, t), source], dim=1)
+        pred = unet(noisy, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
+        target = noise if cfg.prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, t)
+        loss = F.mse_loss(pred, target)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
@@ -195,6 +246,7 @@ def train_generator(
         "device": device,
         "examples": n,
         "personalize_examples": data["n_personalize"],
+        "counterfactual_targets": data["counterfactual_targets"],
         "prep_seconds": round(prep_seconds, 1),
         "train_seconds": round(time.perf_counter() - t0 - prep_seconds, 1),
         "parameters": {

@@ -12,8 +12,14 @@ def build_unet(
     layers_per_block: int = 1,
     attention_head_dim: int = 32,
     attention_levels: int = 1,
+    source_channels: int = 3,
 ) -> UNet2DConditionModel:
     """Pixel-space UNet: at 32x32 a VAE would save little and cost a model to train, so none is used.
+
+    The item being personalized enters twice: as tokens (its image embedding, in the conditions)
+    and, with ``source_channels=3``, as pixels concatenated to the noisy input, as in
+    InstructPix2Pix. The pixels let the model keep the garment's exact shape while the conditions
+    decide its colour and pattern; ``source_channels=0`` generates from the conditions alone.
 
     Only the innermost ``attention_levels`` levels (and the middle block) attend, self and cross, to
     the [text | image | interest] tokens. On a 2-core CPU, attention at 16x16 made a training step
@@ -24,7 +30,7 @@ def build_unet(
         raise ValueError(f"attention_levels must be between 1 and {n}, got {attention_levels}")
     return UNet2DConditionModel(
         sample_size=image_size,
-        in_channels=3,
+        in_channels=3 + source_channels,
         out_channels=3,
         layers_per_block=layers_per_block,
         block_out_channels=tuple(block_out_channels),
