@@ -68,3 +68,46 @@ def test_eval_report_from_benchmark_runs(bench, tmp_path):
     assert len(numbers["runs"]) == 2 and numbers["runs"][0]["summary"]["full"]["fidelity"]["n"] == 6
     res = CliRunner().invoke(main, ["eval", str(tmp_path), "--out", str(tmp_path / "rep2")])
     assert res.exit_code != 0 and "iamg_benchmark.json" in str(res.exception or res.output)
+
+
+def test_shop_benchmark_runs_each_seed_and_says_which_are_held_out(bench, tiny_generator, tiny_judge, tmp_path):
+    from tailorgen.evaluation.bench_shop import HELD_OUT_SEEDS, run_shop_benchmark
+
+    result, root = bench
+    base = IAMGBenchConfig(**result["config"])
+    seeds = [11, HELD_OUT_SEEDS[0]]
+    results, numbers = run_shop_benchmark(
+        seeds, tmp_path, 6, root / "work", tiny_generator[0], tiny_judge[0], progress=False, base=base
+    )
+    assert [r["config"]["seed"] for r in results] == seeds
+    # The seed already benchmarked gives the same numbers: the shop is reused, the draws are fixed.
+    assert results[0]["summary"] == result["summary"]
+    assert (tmp_path / f"iamg-seed{HELD_OUT_SEEDS[0]}" / "iamg_benchmark.json").exists()
+    page = (tmp_path / "report.html").read_text()
+    assert f"held-out scenario seeds {HELD_OUT_SEEDS[0]}" in page and "shop seeds 11" in page
+    assert numbers["note"] in page and len(numbers["runs"]) == 2
+    res = CliRunner().invoke(main, ["bench", "shop", "--help"])
+    assert res.exit_code == 0 and "--held-out" in res.output
+
+
+def test_on_a_dataset_without_ground_truth_only_embedding_metrics_are_reported(bench, tiny_generator, tmp_path):
+    import shutil
+
+    from tailorgen.evaluation.bench_iamg import NEEDS_GROUND_TRUTH
+
+    result, root = bench
+    real = tmp_path / "catalog"
+    shutil.copytree(result["shop"], real)
+    shutil.rmtree(real / "truth")  # what a real catalog looks like: no oracle, no true attributes
+    cfg = IAMGBenchConfig(**result["config"])
+    out = run_iamg_benchmark(cfg, None, tmp_path / "out", tiny_generator[0], None, progress=False, dataset=real)
+    assert set(out["not_computed"]) == set(NEEDS_GROUND_TRUTH) == {"gain_intended", "gain_mismatched", "fidelity"}
+    assert set(out["summary"]["full"]) == {"history_similarity", "text_alignment", "novelty"}
+    assert out["paired_metric"] == "history_similarity" and "full_intended_vs_mismatched" not in out["paired_tests"]
+    # The embedding metrics do not depend on ground truth: the same numbers as on the shop.
+    assert out["summary"]["full"]["history_similarity"] == result["summary"]["full"]["history_similarity"]
+    table = format_table(out)
+    assert "n/a fidelity: needs the item's true category" in table
+    res = CliRunner().invoke(main, ["eval", str(tmp_path / "out"), str(root / "out"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "n/a gain_intended" in (tmp_path / "rep" / "report.html").read_text()

@@ -27,8 +27,11 @@ def bench() -> None:
               help="Generator pipeline folder (default: the shipped one).")  # fmt: skip
 @click.option("--judge", "judge_path", type=click.Path(file_okay=False), default=None,
               help="Judge checkpoint folder (default: the shipped one).")  # fmt: skip
+@click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Benchmark on this dataset instead of a shop; without ground truth only the "
+                   "embedding-based metrics are computed (the table says which are not, and why).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
-def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judge_path, as_json) -> None:
+def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judge_path, dataset, as_json) -> None:
     """Compare the original item, plain generation, rewrite only, retrieval only and full I-AM-G.
 
     For each of USERS held-out users and a target item they never saw, each method makes one
@@ -40,8 +43,39 @@ def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judg
     from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, format_table, run_iamg_benchmark
 
     cfg = IAMGBenchConfig(seed=seed, users=users, steps=steps, guidance=guidance)
-    result = run_iamg_benchmark(cfg, work_dir=work_dir, out=out, generator=generator_path, judge=judge_path)
+    result = run_iamg_benchmark(
+        cfg, work_dir=work_dir, out=out, generator=generator_path, judge=judge_path, dataset=dataset
+    )
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+@bench.command("shop")
+@click.option("--seed", "seeds", type=int, multiple=True,
+              help="Shop seed; repeat for several (default: the documented seed 0).")  # fmt: skip
+@click.option("--held-out", is_flag=True,
+              help="Also run the held-out scenario seeds (101, 102, 103) that nothing was tuned on.")  # fmt: skip
+@click.option("--users", type=click.IntRange(min=2), default=100, show_default=True, help="Held-out users per shop.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/bench/shop", show_default=True)
+@click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)
+@click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
+              help="Generator pipeline folder (default: the shipped one).")  # fmt: skip
+@click.option("--judge", "judge_path", type=click.Path(file_okay=False), default=None,
+              help="Judge checkpoint folder (default: the shipped one).")  # fmt: skip
+def bench_shop(seeds, held_out, users, out, work_dir, generator_path, judge_path) -> None:
+    """The standard shop benchmark: `bench iamg` on each seed, then one HTML report for all of them.
+
+    Prints each seed's table and leaves OUT/iamg-seedS/ (every number, per user too, and an image
+    grid), OUT/report.html and OUT/report.json. The report says which seeds it used and which of
+    them are held out.
+    """
+    from tailorgen.evaluation.bench_iamg import format_table
+    from tailorgen.evaluation.bench_shop import DEFAULT_SEED, HELD_OUT_SEEDS, run_shop_benchmark, seeds_note
+
+    chosen = list(dict.fromkeys([*(seeds or [DEFAULT_SEED]), *(HELD_OUT_SEEDS if held_out else [])]))
+    results, _ = run_shop_benchmark(chosen, out, users, work_dir, generator_path, judge_path)
+    for result in results:
+        click.echo(format_table(result) + "\n")
+    click.echo(f"{seeds_note(chosen)} Report: {out}/report.html")
 
 
 @main.command("eval")

@@ -55,6 +55,8 @@ def metric_plot(runs: list[dict], metric: str) -> str:
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(methods), 2.8))
     width = 0.8 / len(runs)
     for r, run in enumerate(runs):
+        if metric not in run["summary"][methods[0]]:
+            continue  # a run on a dataset without ground truth
         means, low, high = [], [], []
         for m in methods:
             s = run["summary"][m][metric]
@@ -71,13 +73,15 @@ def metric_plot(runs: list[dict], metric: str) -> str:
     return _png(fig)
 
 
-def _cell(s: dict) -> str:
+def _cell(s: dict | None) -> str:
+    if s is None:
+        return "n/a"
     if s["ci_low"] is None:
         return f"{s['mean']:.3f}"
     return f"{s['mean']:.3f} <small>[{s['ci_low']:.3f}, {s['ci_high']:.3f}]</small>"
 
 
-def render_report(runs: list[dict]) -> str:
+def render_report(runs: list[dict], note: str | None = None) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>tailorgen evaluation report</title>",
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}"
@@ -88,6 +92,8 @@ def render_report(runs: list[dict]) -> str:
         "<p>Each number is a mean over users with its 95% percentile-bootstrap interval. "
         "Methods share the starting noise per (user, item), so differences are paired.</p>",
     ]
+    if note:
+        parts.append(f"<p class='note'>{html.escape(note)}</p>")
     for run in runs:
         cfg = run["config"]
         parts.append(
@@ -100,9 +106,13 @@ def render_report(runs: list[dict]) -> str:
         )
         parts.append("<table><tr><th>method</th>" + "".join(f"<th>{m}</th>" for m in METRICS) + "</tr>")
         for method in run["methods"]:
-            cells = "".join(f"<td>{_cell(run['summary'][method][m])}</td>" for m in METRICS)
+            cells = "".join(f"<td>{_cell(run['summary'][method].get(m))}</td>" for m in METRICS)
             parts.append(f"<tr><td>{html.escape(method)}</td>{cells}</tr>")
-        parts.append("</table><h3>Paired tests on the intended user's gain</h3>")
+        parts.append("</table>")
+        for metric, why in run.get("not_computed", {}).items():
+            parts.append(f"<p>n/a {html.escape(metric)}: {html.escape(why)}.</p>")
+        paired = run.get("paired_metric", "gain_intended")
+        parts.append(f"<h3>Paired tests on {html.escape(METRICS[paired])}</h3>")
         parts.append("<table><tr><th>comparison</th><th>mean difference [95% CI]</th><th>Wilcoxon p</th>"
                      "<th>paired t p</th><th>n</th></tr>")  # fmt: skip
         for name, t in run["paired_tests"].items():
@@ -126,6 +136,8 @@ def render_report(runs: list[dict]) -> str:
             )
     parts.append("<h2>Metrics across runs</h2>")
     for metric, label in METRICS.items():
+        if not any(metric in run["summary"][run["methods"][0]] for run in runs):
+            continue
         parts.append(
             f"<figure><img src='data:image/png;base64,{metric_plot(runs, metric)}' alt='{metric}'>"
             f"<figcaption>{html.escape(label)}</figcaption></figure>"
@@ -134,8 +146,11 @@ def render_report(runs: list[dict]) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_dirs: list[str | Path], out: str | Path) -> dict:
-    """Write OUT/report.html and OUT/report.json from benchmark run directories; returns the JSON."""
+def write_report(run_dirs: list[str | Path], out: str | Path, note: str | None = None) -> dict:
+    """Write OUT/report.html and OUT/report.json from benchmark run directories; returns the JSON.
+
+    ``note`` is a sentence shown at the top (the shop benchmark says which seeds it used).
+    """
     if not run_dirs:
         raise ValueError("give at least one run directory")
     runs = [load_run(d) for d in run_dirs]
@@ -144,12 +159,13 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> dict:
         raise ValueError(f"the runs compare different methods ({sorted(methods)}); report them separately")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "report.html", render_report(runs))
+    atomic_write_text(out / "report.html", render_report(runs, note))
     numbers = {
+        "note": note,
         "runs": [
             {k: r[k] for k in ("run_dir", "config", "users", "summary", "paired_tests", "latency_seconds")}
             for r in runs
-        ]
+        ],
     }
     write_json(out / "report.json", numbers)
     return numbers
