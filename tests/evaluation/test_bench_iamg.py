@@ -10,7 +10,18 @@ from tailorgen.evaluation.bench_iamg import COMPARED, IAMGBenchConfig, format_ta
 @pytest.fixture(scope="module")
 def bench(tiny_generator, tiny_judge, tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    cfg = IAMGBenchConfig(seed=11, users=6, shop_items=200, shop_users=40, steps=2, latency_requests=2, n_boot=200)
+    cfg = IAMGBenchConfig(
+        seed=11,
+        users=6,
+        shop_items=200,
+        shop_users=40,
+        steps=2,
+        latency_requests=2,
+        n_boot=200,
+        diversity_users=3,
+        diversity_n=2,
+        quality_reference=60,
+    )
     result = run_iamg_benchmark(cfg, root / "work", root / "out", tiny_generator[0], tiny_judge[0], progress=False)
     return result, root
 
@@ -34,6 +45,23 @@ def test_every_method_gets_every_metric_with_an_interval(bench):
     }
     lat = result["latency_seconds"]
     assert lat["total"] > 0 and abs(sum(lat["share"].values()) - 1) < 1e-9
+
+
+def test_diversity_per_generated_method_and_image_quality_with_the_original_as_floor(bench):
+    result, _ = bench
+    assert "diversity" not in result["summary"]["original"]
+    for method in COMPARED[1:]:
+        s = result["summary"][method]["diversity"]
+        assert s["n"] == 3 and 0.0 <= s["ci_low"] <= s["mean"] <= s["ci_high"] <= 2.0
+    quality = result["image_quality"]
+    assert quality["reference_images"] == 60 and set(quality["methods"]) == set(COMPARED)
+    # Catalog images against other catalog images vs. a 2-step tiny generator's output: the
+    # originals must be far closer to the catalog, whatever the random weights.
+    for method in COMPARED[1:]:
+        assert quality["methods"]["original"]["kid"] < quality["methods"][method]["kid"]
+    # 6 images cannot fit a covariance in 384 dimensions: FID is withheld rather than reported.
+    assert quality["feature_dim"] > 6 and all(q["fid"] is None for q in quality["methods"].values())
+    assert "KID" in format_table(result)
 
 
 def test_writes_per_user_numbers_and_an_image_grid(bench):
@@ -63,9 +91,12 @@ def test_eval_report_from_benchmark_runs(bench, tmp_path):
     res = CliRunner().invoke(main, ["eval", str(root / "out"), str(root / "out"), "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     page = (tmp_path / "rep" / "report.html").read_text()
-    assert page.count("<table>") == 4 and page.count("data:image/png;base64,") == 2 + 6
+    assert (
+        page.count("<table>") == 6 and page.count("data:image/png;base64,") == 2 + 7
+    )  # grids, then one plot per metric
     numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert len(numbers["runs"]) == 2 and numbers["runs"][0]["summary"]["full"]["fidelity"]["n"] == 6
+    assert numbers["runs"][0]["image_quality"]["methods"]["full"]["kid"] is not None
     res = CliRunner().invoke(main, ["eval", str(tmp_path), "--out", str(tmp_path / "rep2")])
     assert res.exit_code != 0 and "iamg_benchmark.json" in str(res.exception or res.output)
 
@@ -102,7 +133,7 @@ def test_on_a_dataset_without_ground_truth_only_embedding_metrics_are_reported(b
     cfg = IAMGBenchConfig(**result["config"])
     out = run_iamg_benchmark(cfg, None, tmp_path / "out", tiny_generator[0], None, progress=False, dataset=real)
     assert set(out["not_computed"]) == set(NEEDS_GROUND_TRUTH) == {"gain_intended", "gain_mismatched", "fidelity"}
-    assert set(out["summary"]["full"]) == {"history_similarity", "text_alignment", "novelty"}
+    assert set(out["summary"]["full"]) == {"history_similarity", "text_alignment", "novelty", "diversity"}
     assert out["paired_metric"] == "history_similarity" and "full_intended_vs_mismatched" not in out["paired_tests"]
     # The embedding metrics do not depend on ground truth: the same numbers as on the shop.
     assert out["summary"]["full"]["history_similarity"] == result["summary"]["full"]["history_similarity"]

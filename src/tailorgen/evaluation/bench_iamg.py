@@ -11,7 +11,10 @@ item image's, so both sides are measured by the same instrument) and the oracle 
 
 Plus fidelity (the judge still reads the target's category), history similarity and text
 alignment in the shared embedding space, novelty (not a near-copy of a catalog item), and the
-latency of one personalized image per stage.
+latency of one personalized image per stage. Two measures describe each method's images as a
+set rather than per user: diversity (mean pairwise cosine distance among several images for one
+user, on the first ``diversity_users`` users) and image quality (KID and FID against catalog
+images, in the image encoder's feature space; the original items give the floor).
 
 On a dataset without ground truth (a real catalog: no oracle, and attributes the judge was not
 trained to read) the same run reports the embedding-based metrics only, lists the others under
@@ -31,8 +34,10 @@ from PIL import Image, ImageDraw
 from tailorgen.common import write_json
 from tailorgen.common.manifest import environment_versions, now_utc
 from tailorgen.data import Dataset
+from tailorgen.encoders.image import ShopImageEncoder
+from tailorgen.evaluation.image_quality import as_feature_module, fid, kid
 from tailorgen.evaluation.judge import Judge
-from tailorgen.evaluation.metrics import clip_style_score, nearest_catalog_similarity
+from tailorgen.evaluation.metrics import clip_style_score, diversity, nearest_catalog_similarity
 from tailorgen.evaluation.stats import paired_test, summarize_metric
 from tailorgen.generation.iamg import METHODS, STAGES, IAMGGenerator, pick_requests
 from tailorgen.world import Oracle, WorldConfig
@@ -45,6 +50,7 @@ NEEDS_GROUND_TRUTH = {
     "gain_mismatched": "needs the oracle's utility of the user (only a simulated shop has one)",
     "fidelity": "needs the item's true category and a judge trained to read this catalog's attributes",
 }
+NEEDS_SHOP_ENCODER = "FID/KID use tailorgen's own image encoder as the feature network; this run's encoder is another"
 
 
 @dataclass
@@ -58,6 +64,9 @@ class IAMGBenchConfig:
     guidance: float = 2.0
     latency_requests: int = 5
     n_boot: int = 2000
+    diversity_users: int = 12  # users who get diversity_n images from every method
+    diversity_n: int = 3
+    quality_reference: int = 400  # catalog images (not targets) that FID/KID compare against
 
 
 def _pick(cfg: IAMGBenchConfig, histories: dict[str, list[str]], item_ids: list[str]):
@@ -130,6 +139,8 @@ def run_iamg_benchmark(
             "text_alignment": clip_style_score(emb, rewritten_emb),
             "novelty": (nearest < COPY_THRESHOLD).astype(float),
         }
+    per_method_diversity = _diversity(gen, ctx, pairs, requests, cfg)
+    quality = _image_quality(ds, ctx.image_encoder, images, targets, cfg)
     if truth:
         scored = _oracle_metrics(ds, oracle, judge, images, users, mismatched, targets)
         per_unit = {m: scored[m] | d for m, d in per_unit.items()}
@@ -138,6 +149,11 @@ def run_iamg_benchmark(
         m: {k: summarize_metric(v, n_boot=cfg.n_boot, seed=cfg.seed, name=f"{m}.{k}") for k, v in d.items()}
         for m, d in per_unit.items()
     }
+    for m, values in per_method_diversity.items():
+        summary[m]["diversity"] = summarize_metric(values, n_boot=cfg.n_boot, seed=cfg.seed, name=f"{m}.diversity")
+    not_computed = {} if truth else dict(NEEDS_GROUND_TRUTH)
+    if quality is None:
+        not_computed["image_quality"] = NEEDS_SHOP_ENCODER
     tests = {
         f"full_vs_{m}": paired_test(per_unit["full"][primary], per_unit[m][primary], cfg.n_boot)
         for m in COMPARED
@@ -159,7 +175,8 @@ def run_iamg_benchmark(
         "summary": summary,
         "paired_tests": tests,
         "paired_metric": primary,
-        "not_computed": {} if truth else NEEDS_GROUND_TRUTH,
+        "not_computed": not_computed,
+        "image_quality": quality,
         "latency_seconds": latency,
         "checkpoints": gen.checkpoints() | ({"judge": judge.fingerprint} if truth else {}),
         "seconds": round(time.perf_counter() - t_start, 1),
@@ -198,6 +215,47 @@ def _oracle_metrics(ds, oracle, judge, images, users, mismatched, targets) -> di
     }
 
 
+def _diversity(gen, ctx, pairs, requests, cfg: IAMGBenchConfig) -> dict[str, np.ndarray]:
+    """Per user, the mean pairwise cosine distance among ``diversity_n`` images of one method."""
+    k = min(cfg.diversity_users, len(pairs))
+    if k == 0 or cfg.diversity_n < 2:
+        return {}
+    out = {}
+    for method in METHODS:
+        generations = gen.generate_batch(
+            pairs[:k], n=cfg.diversity_n, seed=cfg.seed, method=method, requests=requests[:k]
+        )
+        out[method] = np.array([diversity(ctx.image_encoder.encode(g.images)) for g in generations])
+    return out
+
+
+def _image_quality(ds, image_encoder, images, targets, cfg: IAMGBenchConfig) -> dict | None:
+    """KID (mean, std over subsets) of each method's images against held-aside catalog images, and FID.
+
+    None when the image encoder is not tailorgen's own (it is the feature network). All methods
+    have the same number of images, so their numbers compare. FID fits a covariance in feature
+    space, which is singular with fewer images than feature dimensions: it is left out (None)
+    then, and KID, unbiased at any size, carries the comparison.
+    """
+    if not isinstance(image_encoder, ShopImageEncoder):
+        return None
+    features = as_feature_module(image_encoder)
+    shown = set(targets)
+    pool = [i for i in ds.item_row if i not in shown]
+    rng = np.random.default_rng([cfg.seed, 77])
+    picked = rng.choice(len(pool), size=min(cfg.quality_reference, len(pool)), replace=False)
+    reference = [im for j in sorted(picked) if (im := ds.load_image(pool[j])) is not None]
+    out = {}
+    for m, ims in images.items():
+        subset = min(50, len(ims), len(reference))
+        if subset < 2:
+            return None
+        kid_mean, kid_std = kid(reference, ims, features, subset_size=subset, seed=cfg.seed)
+        enough = min(len(ims), len(reference)) > features.num_features
+        out[m] = {"kid": kid_mean, "kid_std": kid_std, "fid": fid(reference, ims, features) if enough else None}
+    return {"reference_images": len(reference), "feature_dim": features.num_features, "methods": out}
+
+
 def _per_unit_json(per_unit, users, targets) -> dict:
     return {"user_id": users, "item_id": targets} | {
         m: {k: v.tolist() for k, v in d.items()} for m, d in per_unit.items()
@@ -215,7 +273,15 @@ def measure_latency(gen: IAMGGenerator, pairs: list[tuple[str, str]], seed: int)
 
 def format_table(result: dict) -> str:
     """The benchmark as a text table: mean [95% CI] per method and metric."""
-    metrics = ("gain_intended", "gain_mismatched", "fidelity", "history_similarity", "text_alignment", "novelty")
+    metrics = (
+        "gain_intended",
+        "gain_mismatched",
+        "fidelity",
+        "history_similarity",
+        "text_alignment",
+        "novelty",
+        "diversity",
+    )
     width = 22
     lines = [f"I-AM-G benchmark on {result['shop']} ({result['users']} users x 1 target item each)"]
     lines.append("method".ljust(10) + "".join(m.ljust(width) for m in metrics))
@@ -238,6 +304,12 @@ def format_table(result: dict) -> str:
     for name, t in result["paired_tests"].items():
         ci = f"[{t['ci_low']:+.3f},{t['ci_high']:+.3f}]"
         lines.append(f"  {name:<30} {t['mean_diff']:+.3f} {ci}  p={t['wilcoxon_p']:.2g}")
+    quality = result.get("image_quality")
+    if quality:
+        lines.append(f"\nimage quality against {quality['reference_images']} catalog images (encoder features):")
+        for m, q in quality["methods"].items():
+            fid_text = f"{q['fid']:.2f}" if q["fid"] is not None else "n/a (fewer images than feature dimensions)"
+            lines.append(f"  {m:<10} KID {q['kid']:.4f} (+/- {q['kid_std']:.4f})  FID {fid_text}")
     lat = result["latency_seconds"]
     shares = ", ".join(f"{s} {100 * v:.0f}%" for s, v in lat["share"].items())
     lines.append(f"\nlatency of one personalized image: {lat['total']:.2f} s ({shares})")

@@ -27,6 +27,7 @@ METRICS = {
     "history_similarity": "history similarity (cosine to the user's history images)",
     "text_alignment": "text alignment (100 x max(cos, 0) to the rewritten text)",
     "novelty": "novelty: not a near-copy of a catalog item",
+    "diversity": "diversity: mean pairwise cosine distance among one user's images",
 }
 
 
@@ -55,11 +56,15 @@ def metric_plot(runs: list[dict], metric: str) -> str:
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(methods), 2.8))
     width = 0.8 / len(runs)
     for r, run in enumerate(runs):
-        if metric not in run["summary"][methods[0]]:
+        if not any(metric in run["summary"][m] for m in methods):
             continue  # a run on a dataset without ground truth
         means, low, high = [], [], []
         for m in methods:
-            s = run["summary"][m][metric]
+            s = run["summary"][m].get(metric) or {
+                "mean": 0.0,
+                "ci_low": None,
+                "ci_high": None,
+            }  # "original" has no diversity
             means.append(s["mean"])
             low.append(s["mean"] - (s["ci_low"] if s["ci_low"] is not None else s["mean"]))
             high.append((s["ci_high"] if s["ci_high"] is not None else s["mean"]) - s["mean"])
@@ -122,6 +127,22 @@ def render_report(runs: list[dict], note: str | None = None) -> str:
                 f"<td>{t['wilcoxon_p']:.2g}</td><td>{t['ttest_p']:.2g}</td><td>{t['n']}</td></tr>"
             )
         parts.append("</table>")
+        quality = run.get("image_quality")
+        if quality:
+            parts.append(
+                f"<h3>Image quality against {quality['reference_images']} catalog images (image-encoder features; "
+                "lower is better; the original items are the floor)</h3>"
+                "<table><tr><th>method</th><th>KID (std over subsets)</th><th>FID</th></tr>"
+            )
+            for m, q in quality["methods"].items():
+                fid_cell = (
+                    f"{q['fid']:.2f}" if q["fid"] is not None else "n/a <small>(fewer images than dimensions)</small>"
+                )
+                parts.append(
+                    f"<tr><td>{html.escape(m)}</td><td>{q['kid']:.4f} <small>({q['kid_std']:.4f})</small></td>"
+                    f"<td>{fid_cell}</td></tr>"
+                )
+            parts.append("</table>")
         lat = run["latency_seconds"]
         stages = ", ".join(
             f"{html.escape(s)} {v:.3f} s ({100 * lat['share'][s]:.0f}%)" for s, v in lat["stages"].items()
@@ -136,7 +157,7 @@ def render_report(runs: list[dict], note: str | None = None) -> str:
             )
     parts.append("<h2>Metrics across runs</h2>")
     for metric, label in METRICS.items():
-        if not any(metric in run["summary"][run["methods"][0]] for run in runs):
+        if not any(metric in run["summary"][m] for run in runs for m in run["methods"]):
             continue
         parts.append(
             f"<figure><img src='data:image/png;base64,{metric_plot(runs, metric)}' alt='{metric}'>"
@@ -163,7 +184,20 @@ def write_report(run_dirs: list[str | Path], out: str | Path, note: str | None =
     numbers = {
         "note": note,
         "runs": [
-            {k: r[k] for k in ("run_dir", "config", "users", "summary", "paired_tests", "latency_seconds")}
+            {
+                k: r.get(k)
+                for k in (
+                    "run_dir",
+                    "config",
+                    "users",
+                    "summary",
+                    "paired_tests",
+                    "paired_metric",
+                    "not_computed",
+                    "image_quality",
+                    "latency_seconds",
+                )
+            }
             for r in runs
         ],
     }
