@@ -92,11 +92,17 @@ def test_eval_report_from_benchmark_runs(bench, tmp_path):
     assert res.exit_code == 0, res.output
     page = (tmp_path / "rep" / "report.html").read_text()
     assert (
-        page.count("<table>") == 6 and page.count("data:image/png;base64,") == 2 + 7
+        page.count("<table>") == 8 and page.count("data:image/png;base64,") == 2 + 7
     )  # grids, then one plot per metric
     numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert len(numbers["runs"]) == 2 and numbers["runs"][0]["summary"]["full"]["fidelity"]["n"] == 6
     assert numbers["runs"][0]["image_quality"]["methods"]["full"]["kid"] is not None
+    # Per user: the paired metric of every method, matching the benchmark's own per-unit numbers.
+    saved = json.loads((root / "out" / "iamg_benchmark.json").read_text())["per_unit"]
+    rows = numbers["runs"][0]["per_user"]
+    assert set(rows) == set(saved["user_id"]) and "Per user: personalization gain" in page
+    for u, gain in zip(saved["user_id"], saved["full"]["gain_intended"]):
+        assert rows[u]["items"] == 1 and rows[u]["full"] == pytest.approx(gain)
     res = CliRunner().invoke(main, ["eval", str(tmp_path), "--out", str(tmp_path / "rep2")])
     assert res.exit_code != 0 and "iamg_benchmark.json" in str(res.exception or res.output)
 

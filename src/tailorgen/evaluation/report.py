@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tailorgen.common import atomic_write_text, read_json, write_json  # noqa: E402
+from tailorgen.evaluation.stats import per_user_breakdown  # noqa: E402
 
 RESULT_FILE = "iamg_benchmark.json"
 METRICS = {
@@ -76,6 +77,34 @@ def metric_plot(runs: list[dict], metric: str) -> str:
     if len(runs) > 1:
         ax.legend(fontsize=7)
     return _png(fig)
+
+
+def per_user(run: dict) -> dict[str, dict]:
+    """The paired metric per user and method (mean over the user's items), from the run's per-unit numbers."""
+    units = run.get("per_unit")
+    if not units:
+        return {}
+    metric = run.get("paired_metric", "gain_intended")
+    by_method = {m: per_user_breakdown(units[m][metric], units["user_id"]) for m in run["methods"]}
+    return {
+        u: {"items": by_method[run["methods"][0]][u]["count"]} | {m: by_method[m][u]["mean"] for m in run["methods"]}
+        for u in by_method[run["methods"][0]]
+    }
+
+
+def _per_user_html(run: dict, rows: dict[str, dict]) -> str:
+    metric = run.get("paired_metric", "gain_intended")
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in run["methods"])
+    body = "".join(
+        f"<tr><td>{html.escape(str(u))}</td><td>{r['items']}</td>"
+        + "".join(f"<td>{r[m]:.3f}</td>" for m in run["methods"])
+        + "</tr>"
+        for u, r in rows.items()
+    )
+    return (
+        f"<details><summary>Per user: {html.escape(METRICS[metric])} ({len(rows)} users)</summary>"
+        f"<table><tr><th>user</th><th>items</th>{head}</tr>{body}</table></details>"
+    )
 
 
 def _cell(s: dict | None) -> str:
@@ -143,6 +172,9 @@ def render_report(runs: list[dict], note: str | None = None) -> str:
                     f"<td>{fid_cell}</td></tr>"
                 )
             parts.append("</table>")
+        rows = per_user(run)
+        if rows:
+            parts.append(_per_user_html(run, rows))
         lat = run["latency_seconds"]
         stages = ", ".join(
             f"{html.escape(s)} {v:.3f} s ({100 * lat['share'][s]:.0f}%)" for s, v in lat["stages"].items()
@@ -198,6 +230,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path, note: str | None =
                     "latency_seconds",
                 )
             }
+            | {"per_user": {str(u): row for u, row in per_user(r).items()}}
             for r in runs
         ],
     }
