@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from tailorgen.generation import PersonalizedImagePipeline
+from tailorgen.generation.iamg import default_generator_path
 
 
 def test_a_short_training_run_saves_a_working_pipeline(tiny_generator):
@@ -18,6 +19,11 @@ def test_a_short_training_run_saves_a_working_pipeline(tiny_generator):
     assert pipe.unet.config.cross_attention_dim == 32 and pipe.reads_source_image
     assert sum(p.numel() for p in pipe.conditioner.parameters()) == report["parameters"]["conditioner"]
     assert sum(p.numel() for p in pipe.unet.parameters()) == report["parameters"]["unet"]
+    # Sampling starts at the last training step (pure noise), for the trained and the shipped pipeline.
+    pipe.scheduler.set_timesteps(25)
+    assert pipe.scheduler.config.timestep_spacing == "trailing" and int(pipe.scheduler.timesteps[0]) == 999
+    shipped = PersonalizedImagePipeline.from_pretrained(str(default_generator_path()))
+    assert shipped.scheduler.config.timestep_spacing == "trailing"
 
 
 def test_training_targets_are_the_source_garment_in_the_chosen_items_look(small_shop):

@@ -237,7 +237,11 @@ def train_generator(
     pipe = PersonalizedImagePipeline(
         unet=unet.cpu().eval(),
         conditioner=conditioner.cpu().eval(),
-        scheduler=DDIMScheduler.from_config(noise_scheduler.config),
+        # "trailing" starts sampling at t=999, the step the model learned to read pure noise at.
+        # The default "leading" starts at t=960, where this schedule still leaves the target's mean
+        # colour readable in the noise, so the noise rather than the conditions picks it
+        # (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed").
+        scheduler=DDIMScheduler.from_config(noise_scheduler.config, timestep_spacing="trailing"),
     )
     report = {
         "what": "tailorgen personalized generator (I-AM-G): pixel UNet + conditioner with interest attention",
