@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tailorgen.data import Dataset
-from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, _pick
+from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, _pick, last_interaction_times
 from tailorgen.evaluation.judge import Judge
 from tailorgen.generation.iamg import IAMGGenerator
 from tailorgen.world import Oracle, WorldConfig
@@ -51,10 +51,7 @@ def main() -> None:
     ds, oracle, judge = Dataset(shop), Oracle.load(shop), Judge()
     truth = {i: oracle.item_attributes(i, visual_only=True) for i in ds.item_row}
     histories = ds.user_histories()
-    now: dict[str, int] = {}
-    inter = ds.interactions.select(["user_id", "timestamp"]).to_pydict()
-    for u, t in zip(inter["user_id"], inter["timestamp"]):
-        now[u] = max(now.get(u, 0), int(t))
+    now = last_interaction_times(ds)
 
     def top(user: str, attr: str) -> str:
         return collections.Counter(truth[h][attr] for h in histories[user]).most_common(1)[0][0]

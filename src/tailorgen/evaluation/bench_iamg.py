@@ -191,12 +191,18 @@ def run_iamg_benchmark(
     return result
 
 
-def _oracle_metrics(ds, oracle, judge, images, users, mismatched, targets) -> dict[str, dict[str, np.ndarray]]:
-    """Gain for the intended and the mismatched user, and fidelity, per method: judge reads, oracle scores."""
+def last_interaction_times(ds: Dataset) -> dict[str, int]:
+    """Each user's latest interaction timestamp: "now" for the oracle's utility of that user."""
     inter = ds.interactions.select(["user_id", "timestamp"]).to_pydict()
     now: dict[str, int] = {}
     for u, t in zip(inter["user_id"], inter["timestamp"]):
         now[u] = max(now.get(u, 0), int(t))
+    return now
+
+
+def _oracle_metrics(ds, oracle, judge, images, users, mismatched, targets) -> dict[str, dict[str, np.ndarray]]:
+    """Gain for the intended and the mismatched user, and fidelity, per method: judge reads, oracle scores."""
+    now = last_interaction_times(ds)
     truth_category = [oracle.item_attributes(i, visual_only=True)["category"] for i in targets]
     reads = {m: judge.read(ims) for m, ims in images.items()}
 

@@ -21,6 +21,7 @@ from tailorgen.common import atomic_write_text, read_json, write_json  # noqa: E
 from tailorgen.evaluation.stats import per_user_breakdown  # noqa: E402
 
 RESULT_FILE = "iamg_benchmark.json"
+NO_VALUE = {"mean": 0.0, "ci_low": None, "ci_high": None}  # a bar of zero height without an interval
 METRICS = {
     "gain_intended": "personalization gain, intended user (oracle utility, judge-read attributes)",
     "gain_mismatched": "gain for a mismatched user (control)",
@@ -61,11 +62,7 @@ def metric_plot(runs: list[dict], metric: str) -> str:
             continue  # a run on a dataset without ground truth
         means, low, high = [], [], []
         for m in methods:
-            s = run["summary"][m].get(metric) or {
-                "mean": 0.0,
-                "ci_low": None,
-                "ci_high": None,
-            }  # "original" has no diversity
+            s = run["summary"][m].get(metric, NO_VALUE)  # "original" has no diversity
             means.append(s["mean"])
             low.append(s["mean"] - (s["ci_low"] if s["ci_low"] is not None else s["mean"]))
             high.append((s["ci_high"] if s["ci_high"] is not None else s["mean"]) - s["mean"])
