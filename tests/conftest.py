@@ -1,5 +1,6 @@
 import pytest
 
+from browser import find_chromium
 from tailorgen.world import WorldConfig, build_world
 
 
@@ -41,3 +42,18 @@ def tiny_generator(tmp_path_factory):
     )
     report = train_generator(cfg, root / "gen", root / "work", progress=False)
     return root / "gen", report
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's, driven by Playwright) for the tests of HTML pages."""
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found: `make system-deps` installs Debian's chromium-headless-shell")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # --no-sandbox: CI and this machine run tests as root, where Chromium's sandbox refuses to start.
+        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield b
+        b.close()

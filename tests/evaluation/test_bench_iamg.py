@@ -3,6 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from browser import assert_page_renders, render
 from tailorgen.cli import main
 from tailorgen.evaluation.bench_iamg import COMPARED, IAMGBenchConfig, format_table, run_iamg_benchmark
 
@@ -105,6 +106,16 @@ def test_eval_report_from_benchmark_runs(bench, tmp_path):
         assert rows[u]["items"] == 1 and rows[u]["full"] == pytest.approx(gain)
     res = CliRunner().invoke(main, ["eval", str(tmp_path), "--out", str(tmp_path / "rep2")])
     assert res.exit_code != 0 and "iamg_benchmark.json" in str(res.exception or res.output)
+
+
+def test_the_report_renders_in_a_browser(bench, browser, tmp_path):
+    _, root = bench
+    res = CliRunner().invoke(main, ["eval", str(root / "out"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    page = render(browser, tmp_path / "rep" / "report.html", selectors=("table", "table tr"))
+    assert_page_renders(page)
+    assert page.title == "tailorgen evaluation report" and len(page.images) == 1 + 7  # grid, plots
+    assert page.counts["table"] >= 4 and page.counts["table tr"] > 6 + 5
 
 
 def test_shop_benchmark_runs_each_seed_and_says_which_are_held_out(bench, tiny_generator, tiny_judge, tmp_path):
