@@ -106,3 +106,15 @@ def test_the_shipped_generator_keeps_the_items_category(small_shop, pair):
         images = [g.images[0] for g in gen.generate_batch([(pair[0], i) for i in items], seed=0, method=method)]
         kept = np.mean([r["category"] == c for r, c in zip(Judge().read(images), truth)])
         assert kept >= 0.7, f"{method}: the judge reads the item's category in {kept:.0%} of outputs"
+
+
+def test_retrieval_leaves_out_the_item_the_history_and_extra_exclusions(generator, pair):
+    user, item = pair
+    ctx = generator.context
+    (plain,) = ctx.requests([pair])
+    found = {i for i, _ in plain.text_neighbours + plain.image_neighbours}
+    assert item not in found and not found & set(ctx.histories[user])
+    (excluded,) = ctx.requests([pair], exclude=[found])
+    again = {i for i, _ in excluded.text_neighbours + excluded.image_neighbours}
+    assert len(excluded.text_neighbours) == ctx.settings.k_neighbours and not again & found
+    assert item not in again and not again & set(ctx.histories[user])

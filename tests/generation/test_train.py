@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from tailorgen.generation import PersonalizedImagePipeline
@@ -49,3 +50,45 @@ def test_training_targets_are_the_source_garment_in_the_chosen_items_look(small_
     want = [truth["colour"][row[a]] for a, _ in pairs] + [truth["colour"][row[b]] for _, b in pairs]
     assert np.mean([r["colour"] == w for r, w in zip(reads, want)]) > 0.9
     assert np.mean([r["category"] == truth["category"][row[a]] for r, (a, _) in zip(reads, pairs * 2)]) > 0.8
+
+
+def test_history_look_takes_each_attributes_most_frequent_value_recency_weighted():
+    from tailorgen.generation.train import history_look
+
+    looks = {
+        "a": {"colour": "red", "pattern": "solid", "secondary_colour": "white"},
+        "b": {"colour": "red", "pattern": "striped", "secondary_colour": "white"},
+        "c": {"colour": "blue", "pattern": "striped", "secondary_colour": "black"},
+    }
+    # Unweighted: red twice, striped twice, white twice.
+    assert history_look(looks, ["a", "b", "c"], None) == ("red", "striped", "white")
+    # Weighted, half-life 0.5: c (the latest) outweighs a and b together (1 > 0.25 + 0.0625).
+    assert history_look(looks, ["a", "b", "c"], 0.5) == ("blue", "striped", "black")
+    # Attributes are counted separately, not as whole looks: no single item has this one.
+    looks |= {
+        "d": {"colour": "red", "pattern": "dots", "secondary_colour": "black"},
+        "e": {"colour": "green", "pattern": "striped", "secondary_colour": "white"},
+    }
+    assert history_look(looks, ["a", "d", "c", "e"], None) == ("red", "striped", "white")
+
+
+def test_history_targets_take_the_look_the_users_history_shows(small_shop):
+    from tailorgen.data import Dataset
+    from tailorgen.evaluation.judge import Judge
+    from tailorgen.generation.train import _SourceTargetImages, history_look
+
+    ds = Dataset(small_shop)
+    images = _SourceTargetImages(ds, seed=0, recency_half_life=10.0)
+    histories = [h for _, h in sorted(ds.user_histories().items()) if len(h) >= 4][:30]
+    source_ids = ds.items.column("item_id").to_pylist()[: len(histories)]
+    targets = [images(x, "unused", h)[1] for x, h in zip(source_ids, histories)]
+    want = [history_look(images.truth, h, 10.0)[0] for h in histories]
+    reads = Judge().read([Image.fromarray(t) for t in targets])
+    assert np.mean([r["colour"] == w for r, w in zip(reads, want)]) > 0.9
+
+
+def test_an_unknown_target_look_is_refused(small_shop):
+    from tailorgen.generation.train import GeneratorTrainConfig, build_training_set
+
+    with pytest.raises(ValueError, match="target_look must be"):
+        build_training_set(GeneratorTrainConfig(target_look="favourite"), ctx=None, rng=None)

@@ -66,13 +66,21 @@ def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
 @click.option("--steps", type=int, default=None, help="Optimizer steps (default: the config's).")
 @click.option("--batch-size", type=int, default=None, help="Images per step (default: the config's).")
 @click.option("--examples", type=int, default=None, help="Training examples to precompute (default: the config's).")
+@click.option(
+    "--target-look",
+    type=click.Choice(["history", "next_item"]),
+    default="history",
+    show_default=True,
+    help="Look of a personalize example's target: the one the user's history shows most "
+    "(recency-weighted), or that of the item the user chose next.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: training is slow on a CPU.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_generator_cmd(out, work_dir, steps, batch_size, examples, device, seed) -> None:
+def train_generator_cmd(out, work_dir, steps, batch_size, examples, target_look, device, seed) -> None:
     """Train the personalized generator (pixel UNet + interest-attention conditioner) on its own shop.
 
     Examples come from users' histories: "personalize" (another item of the chosen item's category,
-    rewritten with the user's tags, must take on the look of the item the user chose) and
+    rewritten with the user's tags, must take on the look the user's history shows) and
     "reconstruct" (an item with no user information must stay itself). The generator reads the
     item's pixels too, so it keeps the garment's shape. The generator that ships with tailorgen:
     `tailorgen train generator --out src/tailorgen/assets/generator` (see docs/benchmarks.md).
@@ -81,7 +89,7 @@ def train_generator_cmd(out, work_dir, steps, batch_size, examples, device, seed
 
     given = {"steps": steps, "batch_size": batch_size, "examples": examples}
     overrides = {k: v for k, v in given.items() if v is not None}
-    cfg = GeneratorTrainConfig(seed=seed, **overrides)
+    cfg = GeneratorTrainConfig(seed=seed, target_look=target_look, **overrides)
     report = train_generator(cfg, out, work_dir, device=device)
     keys = ("examples", "personalize_examples", "prep_seconds", "train_seconds", "parameters")
     click.echo(json.dumps({k: report[k] for k in keys} | {"final_loss": report["loss_curve"][-1]}, indent=2))

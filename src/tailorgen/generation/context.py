@@ -2,12 +2,13 @@
 
 For a (user, item) request it mines the user's interest tags from their history, rewrites the
 item text with the most frequent ones, retrieves K text neighbours (queried by the rewritten
-text) and K image neighbours (queried by the item's image blended with the user's history
-images), and turns all of it into the generator's Conditions, keeping a record of each step.
+text) and K image neighbours (queried by the user's recency-weighted history images, optionally
+blended with the item's image: ``image_query_mix``), and turns all of it into the generator's
+Conditions, keeping a record of each step.
 
 Why the retrieval queries carry the user: neighbours of the bare item would be the same for
-every user, so the interest tokens could not personalize anything. Querying with the rewritten
-text and the user's visual history makes the retrieved items the user's version of the item.
+every user, so the interest tokens could not personalize anything. The text side stays close to
+the item (its rewritten text); the image side is the user's look.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ class IAMGSettings:
     k_neighbours: int = 4
     n_user_tags: int = 3
     recency_half_life: float | None = 10.0  # in items; users drift, so recent items weigh more
-    image_query_mix: float = 0.5  # weight of the item's own image in the image-retrieval query
+    # Weight of the item's own image in the image-retrieval query; the rest is the user's
+    # recency-weighted history. 0: the image retriever fetches the user's look and the text
+    # retriever the item's kin. A linear probe on the training shop (benchmarks/probe_conditions.py)
+    # read the colour the user's history shows off the image neighbours at 77% with 0, 63% with 0.2
+    # and 14% (chance 9%) with 0.5, the old default: with the item at half weight the neighbours
+    # are the item's look, and the interest tokens had nothing of the user's to pass on.
+    image_query_mix: float = 0.0
     max_text_tokens: int = 48
 
 
@@ -90,11 +97,18 @@ class PersonalizationContext:
     def request(self, user_id: str, item_id: str, history: list[str] | None = None) -> Request:
         return self.requests([(user_id, item_id)], None if history is None else [history])[0]
 
-    def requests(self, pairs: list[tuple[str, str]], histories: list[list[str]] | None = None) -> list[Request]:
+    def requests(
+        self,
+        pairs: list[tuple[str, str]],
+        histories: list[list[str]] | None = None,
+        exclude: list[set[str]] | None = None,
+    ) -> list[Request]:
         """Interests, rewrite and retrieval for many (user, item) pairs; the encoders and indexes run batched.
 
         ``histories`` overrides the users' recorded histories (training uses the history before a
-        target item).
+        target item). Retrieval never returns the item itself or an item of the history;
+        ``exclude`` adds more ids per pair (training excludes the user's whole history, so the
+        item the user chose next, which sets the target, cannot be retrieved).
         """
         s = self.settings
         categories = set(self.vocabulary.of_attribute("category"))
@@ -111,7 +125,8 @@ class PersonalizationContext:
             partial.append((own, user_tags, self.rewriter.rewrite(self.texts[item_id], own, user_tags)))
         if not pairs:
             return []
-        exclude = [{item_id, *history} for (_, item_id), history in zip(pairs, histories)]
+        extra = exclude if exclude is not None else [set()] * len(pairs)
+        exclude = [{item_id, *history, *more} for (_, item_id), history, more in zip(pairs, histories, extra)]
         q_text = self.text_encoder.encode([rewrite.text for *_, rewrite in partial])
         text_nb = self.text_retriever.retrieve_vectors(q_text, s.k_neighbours, exclude=exclude)
         q_image = np.stack([self.image_query(i, h) for (_, i), h in zip(pairs, histories)])

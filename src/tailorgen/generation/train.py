@@ -4,11 +4,16 @@ Training examples come from users' histories. For a user and their j-th item y:
 - "personalize" (the I-AM-G task): the source item x is another catalog item of y's category;
   the conditions are x's rewritten text (x's text + the user's top tags from items before y),
   x's image embedding and the neighbours retrieved for (user, x), and x's pixels; the target is
-  x's garment in the look (colour, pattern, second colour) of y, the item this user actually
-  chose in that category. On a simulated shop the renderer draws that counterfactual exactly
-  (same silhouette, same placement: see ``world.render.render_looks``); on a dataset without
-  ground truth the target is y's own image. The model learns to keep x and move its colour and
-  pattern toward what the user picks.
+  x's garment in the look the user's history shows: per look attribute (colour, pattern, second
+  colour), the most frequent value over the items before y, recency-weighted like the interest
+  profile (``target_look="history"``). On a simulated shop the renderer draws that
+  counterfactual exactly (same silhouette, same placement: see ``world.render.render_looks``); on
+  a dataset without ground truth the target is y's own image. The model learns to keep x and
+  move its colour and pattern toward what the user's history shows.
+  Why not y's own look (``target_look="next_item"``, the 2026-11-25 checkpoint): a single next
+  choice shares the user's dominant colour only about a quarter of the time, so that target is
+  mostly noise about the user and the model learned the catalog's looks, not the user's
+  (docs/benchmarks.md, "Why no gain").
 - "reconstruct": x = y with x's plain text and no interest tokens; the target is x itself, so
   without user information the model renders the item as it is.
 Segments are dropped at random (interest tokens when the text is rewritten; the rewrite replaced
@@ -57,6 +62,9 @@ class GeneratorTrainConfig:
     train_users: int = 1200
     train_seed: int = 5001  # its own shop: no benchmark or encoder/judge seed
     examples: int = 16000
+    # "history": the look the user's history before the target shows most (recency-weighted);
+    # "next_item": the look of the item the user chose next.
+    target_look: str = "history"
     p_reconstruct: float = 0.35
     p_plain_text: float = 0.25  # personalize examples conditioned on the plain (not rewritten) text
     p_drop_interest: float = 0.25
@@ -101,11 +109,30 @@ def _pick_examples(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, rng: 
     return out
 
 
+def history_look(looks: dict[str, dict], history: list[str], recency_half_life: float | None) -> tuple[str, str, str]:
+    """Per look attribute, the value with the largest recency-weighted count over ``history`` (oldest first).
+
+    The weights are the interest profile's (``interests.build_profile``), so the target's look is
+    the one the rewrite's user tags name whenever those tags are look tags.
+    """
+    n = len(history)
+    out = []
+    for attr in LOOK:
+        weight: dict[str, float] = {}
+        for k, item in enumerate(history):
+            w = 1.0 if recency_half_life is None else 0.5 ** ((n - 1 - k) / recency_half_life)
+            value = looks[item][attr]
+            weight[value] = weight.get(value, 0.0) + w
+        out.append(max(weight, key=weight.__getitem__))  # first-seen value wins a tie: deterministic
+    return tuple(out)
+
+
 class _SourceTargetImages:
     """(source, target) uint8 images for an example: counterfactual renders on a shop, catalog images elsewhere."""
 
-    def __init__(self, dataset: Dataset, seed: int):
+    def __init__(self, dataset: Dataset, seed: int, recency_half_life: float | None = None):
         self.dataset = dataset
+        self.recency_half_life = recency_half_life
         self.rng = np.random.default_rng([seed, 77])
         truth_path = dataset.root / "truth" / "items.parquet"
         self.truth = None
@@ -124,25 +151,41 @@ class _SourceTargetImages:
             self.dataset.load_image(item_id).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
         )
 
-    def __call__(self, source_id: str, target_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, source_id: str, target_id: str, history: list[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """With ``history``, the target takes the look ``history`` shows most; otherwise ``target_id``'s look."""
         if self.truth is None:
             return self._catalog(source_id), self._catalog(target_id)
-        x, y = self.truth[source_id], self.truth[target_id]
-        looks = [tuple(x[k] for k in LOOK), tuple(y[k] for k in LOOK)]
+        x = self.truth[source_id]
+        look = (
+            history_look(self.truth, history, self.recency_half_life)
+            if history
+            else tuple(self.truth[target_id][k] for k in LOOK)
+        )
+        looks = [tuple(x[k] for k in LOOK), look]
         source, target = render_looks(self.silhouettes[x["silhouette_index"]], looks, IMAGE_SIZE, self.rng)
         return source, target
 
 
 def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, rng, progress=True) -> dict:
     """Precompute every example's conditions (float16) and its source and target images (uint8, NCHW)."""
+    if cfg.target_look not in ("history", "next_item"):
+        raise ValueError(f"target_look must be 'history' or 'next_item', not {cfg.target_look!r}")
     examples = _pick_examples(cfg, ctx, rng)
-    images = _SourceTargetImages(ctx.dataset, cfg.seed)
+    images = _SourceTargetImages(ctx.dataset, cfg.seed, ctx.settings.recency_half_life)
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
     parts: dict[str, list] = {k: [] for k in (*keys, "source", "target", "keep_interest", "rewritten")}
     batch = 256
     for s in tqdm(range(0, len(examples), batch), desc="conditions", unit="batch", disable=not progress):
         chunk = examples[s : s + batch]
-        requests = ctx.requests([(u, x) for u, x, *_ in chunk], [h for _, _, _, h, _ in chunk])
+        requests = ctx.requests(
+            [(u, x) for u, x, *_ in chunk],
+            [h for _, _, _, h, _ in chunk],
+            # The whole history, not only the part before the target: the item chosen next sets the
+            # target and must not also appear among the neighbours the model reads.
+            exclude=[set(ctx.histories[u]) for u, *_ in chunk],
+        )
         plain = [kind == "reconstruct" or rng.random() < cfg.p_plain_text for *_, kind in chunk]
         for use_plain in (False, True):
             idx = [i for i, p in enumerate(plain) if p == use_plain]
@@ -152,7 +195,11 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
             for k in keys:
                 v = getattr(c, k).numpy()
                 parts[k].append(v.astype(np.float16) if v.dtype == np.float32 else v)
-            pairs = [images(chunk[i][1], chunk[i][2]) for i in idx]
+            by_history = cfg.target_look == "history"
+            pairs = [
+                images(x, y, h if by_history and kind == "personalize" else None)
+                for x, y, h, kind in (chunk[i][1:] for i in idx)
+            ]
             parts["source"].append(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2))
             parts["target"].append(np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2))
             parts["keep_interest"].append(np.array([chunk[i][4] == "personalize" for i in idx]))
@@ -248,6 +295,8 @@ def train_generator(
         "created": now_utc(),
         "config": dataclasses.asdict(cfg),
         "device": device,
+        # Conditions are built with these; generate with the same (they are IAMGSettings' defaults).
+        "iamg_settings": dataclasses.asdict(ctx.settings),
         "examples": n,
         "personalize_examples": data["n_personalize"],
         "counterfactual_targets": data["counterfactual_targets"],
