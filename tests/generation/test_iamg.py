@@ -118,3 +118,21 @@ def test_retrieval_leaves_out_the_item_the_history_and_extra_exclusions(generato
     again = {i for i, _ in excluded.text_neighbours + excluded.image_neighbours}
     assert len(excluded.text_neighbours) == ctx.settings.k_neighbours and not again & found
     assert item not in again and not again & set(ctx.histories[user])
+
+
+def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny_generator, tmp_path):
+    import shutil
+
+    from tailorgen.generation.context import IAMGSettings
+
+    trained = json.loads((tiny_generator[0] / "training_report.json").read_text())["iamg_settings"]
+    assert IAMGSettings(**trained) == IAMGSettings()  # the tiny generator trained with the defaults
+    other = tmp_path / "gen"
+    shutil.copytree(tiny_generator[0], other)
+    report = json.loads((other / "training_report.json").read_text())
+    report["iamg_settings"]["image_query_mix"] = 0.5
+    (other / "training_report.json").write_text(json.dumps(report))
+    assert IAMGGenerator(small_shop, other).context.settings.image_query_mix == 0.5
+    # Explicit settings win over the recorded ones.
+    explicit = IAMGGenerator(small_shop, other, settings=IAMGSettings(image_query_mix=0.2))
+    assert explicit.context.settings.image_query_mix == 0.2

@@ -71,7 +71,6 @@ def generate(
       tailorgen generate runs/demo/shop --requests pairs.csv --n 2
     """
     from tailorgen.common.manifest import write_run_manifest
-    from tailorgen.generation.context import IAMGSettings
     from tailorgen.generation.iamg import IAMGGenerator, save_generations
     from tailorgen.interests.rewrite import make_rewriter
 
@@ -83,11 +82,10 @@ def generate(
         pairs = [(user_id, item_id)]
     else:
         raise click.UsageError("give --user and --item (or --requests FILE.csv for a batch)")
-    settings = IAMGSettings()
+    # The settings the generator was trained with (its training report), else the defaults.
     gen = IAMGGenerator(
         dataset_dir,
         generator_path,
-        settings=settings,
         rewriter=make_rewriter(rewriter),
         guidance_scale=guidance,
         num_inference_steps=steps,
@@ -101,7 +99,7 @@ def generate(
     results = gen.generate_batch(pairs, n=n, seed=seed, method=method)
     records = save_generations(results, out, gen.checkpoints())
     config = {"method": method, "n": n, "steps": steps, "guidance": guidance, "rewriter": rewriter}
-    config |= {"settings": dataclasses.asdict(settings), "pairs": len(pairs)}
+    config |= {"settings": dataclasses.asdict(gen.context.settings), "pairs": len(pairs)}
     write_run_manifest(out, "tailorgen generate", config, seed, {"records": Path(out) / "records.jsonl"})
     for r in records:
         click.echo(f"{r['user_id']} x {r['item_id']}: tags {r['user_tags']} -> {r['rewrite']['text']!r}")

@@ -50,6 +50,19 @@ def default_generator_path() -> Path:
     return Path(str(resources.files("tailorgen") / "assets" / "generator"))
 
 
+def trained_settings(path: str | Path) -> IAMGSettings | None:
+    """The retrieval and rewrite settings a generator was trained with (its training report), if recorded.
+
+    A generator learns from the neighbours its settings retrieve; generating with other settings
+    feeds it conditions it never saw (a different image query, for one), so these are the default.
+    """
+    report = Path(path) / "training_report.json"
+    if not report.exists():
+        return None
+    recorded = json.loads(report.read_text()).get("iamg_settings")
+    return IAMGSettings(**recorded) if recorded else None
+
+
 def load_pipeline(path: str | Path | None = None, device: str = "cpu") -> PersonalizedImagePipeline:
     path = Path(path) if path else default_generator_path()
     if not (path / "model_index.json").exists():
@@ -117,13 +130,15 @@ class IAMGGenerator:
         progress: bool = False,
     ):
         dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-        self.context = context or PersonalizationContext(dataset, settings, rewriter=rewriter, progress=progress)
         if pipeline is None or isinstance(pipeline, str | Path):
             self.pipeline_path = Path(pipeline) if pipeline else default_generator_path()
             pipeline = load_pipeline(self.pipeline_path)
         else:
             self.pipeline_path = None
         self.pipeline = pipeline
+        if settings is None and self.pipeline_path is not None:
+            settings = trained_settings(self.pipeline_path)
+        self.context = context or PersonalizationContext(dataset, settings, rewriter=rewriter, progress=progress)
         self.guidance_scale = guidance_scale
         self.num_inference_steps = num_inference_steps
 
