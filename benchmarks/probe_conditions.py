@@ -20,16 +20,14 @@ label. Diagnostics only: the oracle's truth labels examples, nothing here trains
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from tailorgen.data import Dataset
 from tailorgen.generation.context import PersonalizationContext
-from tailorgen.generation.train import GeneratorTrainConfig, history_look
-from tailorgen.world import Oracle, WorldConfig
-from tailorgen.world.build import ensure_shop
+from tailorgen.generation.train import GeneratorTrainConfig, ensure_training_shop, history_look
+from tailorgen.world import Oracle
 
 
 def probe(x: np.ndarray, y: np.ndarray, split: int) -> float:
@@ -46,10 +44,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = GeneratorTrainConfig()
-    shop = ensure_shop(
-        Path(args.work_dir) / f"generator-{cfg.train_seed}-{cfg.train_items}-{cfg.train_users}",
-        WorldConfig(n_items=cfg.train_items, n_users=cfg.train_users, seed=cfg.train_seed),
-    )
+    shop = ensure_training_shop(cfg, args.work_dir)
     ds, oracle = Dataset(shop), Oracle.load(shop)
     truth = {i: oracle.item_attributes(i, visual_only=True) for i in ds.item_row}
     ctx = PersonalizationContext(ds)

@@ -126,11 +126,11 @@ class PersonalizationContext:
         if not pairs:
             return []
         extra = exclude if exclude is not None else [set()] * len(pairs)
-        exclude = [{item_id, *history, *more} for (_, item_id), history, more in zip(pairs, histories, extra)]
+        left_out = [{item_id, *history, *more} for (_, item_id), history, more in zip(pairs, histories, extra)]
         q_text = self.text_encoder.encode([rewrite.text for *_, rewrite in partial])
-        text_nb = self.text_retriever.retrieve_vectors(q_text, s.k_neighbours, exclude=exclude)
+        text_nb = self.text_retriever.retrieve_vectors(q_text, s.k_neighbours, exclude=left_out)
         q_image = np.stack([self.image_query(i, h) for (_, i), h in zip(pairs, histories)])
-        image_nb = self.image_retriever.retrieve_vectors(q_image, s.k_neighbours, exclude=exclude)
+        image_nb = self.image_retriever.retrieve_vectors(q_image, s.k_neighbours, exclude=left_out)
         return [
             Request(u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h)
             for (u, i), h, (own, user_tags, rewrite), t_nb, i_nb in zip(pairs, histories, partial, text_nb, image_nb)

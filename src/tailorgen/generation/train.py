@@ -47,6 +47,7 @@ from tailorgen.generation.conditioning import PersonalizationConditioner
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
 from tailorgen.generation.unet import build_unet
+from tailorgen.interests import recency_weights
 from tailorgen.world import WorldConfig
 from tailorgen.world.build import ensure_shop
 from tailorgen.world.render import render_looks
@@ -112,15 +113,14 @@ def _pick_examples(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, rng: 
 def history_look(looks: dict[str, dict], history: list[str], recency_half_life: float | None) -> tuple[str, str, str]:
     """Per look attribute, the value with the largest recency-weighted count over ``history`` (oldest first).
 
-    The weights are the interest profile's (``interests.build_profile``), so the target's look is
-    the one the rewrite's user tags name whenever those tags are look tags.
+    The weights are the interest profile's (``interests.recency_weights``), so the target's look
+    is the one the rewrite's user tags name whenever those tags are look tags.
     """
-    n = len(history)
+    weights = recency_weights(len(history), recency_half_life)
     out = []
     for attr in LOOK:
         weight: dict[str, float] = {}
-        for k, item in enumerate(history):
-            w = 1.0 if recency_half_life is None else 0.5 ** ((n - 1 - k) / recency_half_life)
+        for item, w in zip(history, weights):
             value = looks[item][attr]
             weight[value] = weight.get(value, 0.0) + w
         out.append(max(weight, key=weight.__getitem__))  # first-seen value wins a tie: deterministic
@@ -177,6 +177,7 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
     parts: dict[str, list] = {k: [] for k in (*keys, "source", "target", "keep_interest", "rewritten")}
     batch = 256
+    by_history = cfg.target_look == "history"
     for s in tqdm(range(0, len(examples), batch), desc="conditions", unit="batch", disable=not progress):
         chunk = examples[s : s + batch]
         requests = ctx.requests(
@@ -195,7 +196,6 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
             for k in keys:
                 v = getattr(c, k).numpy()
                 parts[k].append(v.astype(np.float16) if v.dtype == np.float32 else v)
-            by_history = cfg.target_look == "history"
             pairs = [
                 images(x, y, h if by_history and kind == "personalize" else None)
                 for x, y, h, kind in (chunk[i][1:] for i in idx)
@@ -210,6 +210,15 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
     return data
 
 
+def ensure_training_shop(cfg: GeneratorTrainConfig, work_dir: str | Path, progress: bool = True) -> Path:
+    """The generator's own shop (built once under ``work_dir``, then reused)."""
+    return ensure_shop(
+        Path(work_dir) / f"generator-{cfg.train_seed}-{cfg.train_items}-{cfg.train_users}",
+        WorldConfig(n_items=cfg.train_items, n_users=cfg.train_users, seed=cfg.train_seed),
+        progress=progress,
+    )
+
+
 def train_generator(
     cfg: GeneratorTrainConfig, out: str | Path, work_dir: str | Path, progress: bool = True, device: str = "cpu"
 ) -> dict:
@@ -217,11 +226,7 @@ def train_generator(
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    shop = ensure_shop(
-        Path(work_dir) / f"generator-{cfg.train_seed}-{cfg.train_items}-{cfg.train_users}",
-        WorldConfig(n_items=cfg.train_items, n_users=cfg.train_users, seed=cfg.train_seed),
-        progress=progress,
-    )
+    shop = ensure_training_shop(cfg, work_dir, progress)
     ctx = PersonalizationContext(Dataset(shop), IAMGSettings(), progress=progress)
     data = build_training_set(cfg, ctx, rng, progress)
     prep_seconds = time.perf_counter() - t0
@@ -295,7 +300,7 @@ def train_generator(
         "created": now_utc(),
         "config": dataclasses.asdict(cfg),
         "device": device,
-        # Conditions are built with these; generate with the same (they are IAMGSettings' defaults).
+        # Conditions are built with these; IAMGGenerator generates with the same (trained_settings).
         "iamg_settings": dataclasses.asdict(ctx.settings),
         "examples": n,
         "personalize_examples": data["n_personalize"],

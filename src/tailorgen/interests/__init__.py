@@ -1,6 +1,13 @@
 """Interests: tags per item from text and image, user interest profiles, and rewriting item text."""
 
-from tailorgen.interests.profile import InterestProfile, build_profile, build_profiles, load_profiles, save_profiles
+from tailorgen.interests.profile import (
+    InterestProfile,
+    build_profile,
+    build_profiles,
+    load_profiles,
+    recency_weights,
+    save_profiles,
+)
 from tailorgen.interests.rewrite import (
     HTTPRewriter,
     LocalLLMRewriter,
@@ -28,6 +35,7 @@ __all__ = [
     "TextTagger",
     "build_profile",
     "build_profiles",
+    "recency_weights",
     "load_profiles",
     "save_profiles",
     "tag_catalog",

@@ -26,21 +26,26 @@ class InterestProfile:
         return [t for _, t in ranked[:n]]
 
 
+def recency_weights(n: int, recency_half_life: float | None) -> list[float]:
+    """Weights of a history of ``n`` items, oldest first: with half-life h, an item k steps before
+    the latest counts 0.5 ** (k / h), so recent interests weigh more (users drift); all 1 without."""
+    if recency_half_life is None:
+        return [1.0] * n
+    return [0.5 ** ((n - 1 - i) / recency_half_life) for i in range(n)]
+
+
 def build_profile(
     user_id: str, history: list[str], item_tags: dict[str, ItemTags], recency_half_life: float | None = None
 ) -> InterestProfile:
-    """Count tags over ``history`` (oldest first). With ``recency_half_life`` = h, an item k steps
-    before the latest counts 0.5 ** (k / h), so recent interests weigh more (users drift)."""
+    """Count tags over ``history`` (oldest first), weighted by :func:`recency_weights`."""
     weights: dict[str, float] = {}
-    n = len(history)
-    for i, item_id in enumerate(history):
+    for item_id, w in zip(history, recency_weights(len(history), recency_half_life)):
         tags = item_tags.get(item_id)
         if tags is None:
             continue
-        w = 1.0 if recency_half_life is None else 0.5 ** ((n - 1 - i) / recency_half_life)
         for t in tags.all:
             weights[t] = weights.get(t, 0.0) + w
-    return InterestProfile(user_id, weights, n)
+    return InterestProfile(user_id, weights, len(history))
 
 
 def build_profiles(
