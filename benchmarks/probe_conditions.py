@@ -8,8 +8,11 @@ For random (user, history position, catalog item) examples of the generator's tr
 regression is fitted on 80% of the examples and scored on the rest, reading the label off:
 
 - the mean image embedding of the history itself (the ceiling: everything the history shows),
-- the rewritten text's sentence embedding,
-- the mean of the K text neighbours, and of the K image neighbours for each image-query mix
+- the rewritten text's sentence embedding and the mean of the K text neighbours, with the
+  paper's plain ranking of user tags and with the user's look first
+  (``IAMGSettings.look_attributes``; the share of requests whose user tags name the label is
+  printed too),
+- the mean of the K image neighbours for each image-query mix
   (``IAMGSettings.image_query_mix``: weight of the item's own image in the query).
 
 If a probe is near chance, the generator cannot learn the user's colour from that condition,
@@ -25,7 +28,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from tailorgen.data import Dataset
-from tailorgen.generation.context import PersonalizationContext
+from tailorgen.generation.context import IAMGSettings, PersonalizationContext
 from tailorgen.generation.train import GeneratorTrainConfig, ensure_training_shop, history_look
 from tailorgen.world import Oracle
 
@@ -70,13 +73,23 @@ def main() -> None:
     ceiling = probe(np.stack([image_emb.rows(h).mean(0) for h in histories]), y, split)
     print(f"history mean image embedding (ceiling): {ceiling:.2f}")
 
+    patterns = [history_look(truth, h, half_life)[1] for h in histories]
+    for look in ((), IAMGSettings().look_attributes):
+        ctx.settings.look_attributes = look
+        requests = ctx.requests(pairs, histories, exclude=exclude)
+        colour_named = np.mean([c in r.user_tags for r, c in zip(requests, y)])
+        pattern_named = np.mean([p in r.user_tags for r, p in zip(requests, patterns)])
+        text = ctx.text_encoder.encode([r.rewrite.text for r in requests])
+        text_nb = np.stack([text_emb.rows([i for i, _ in r.text_neighbours]).mean(0) for r in requests])
+        print(
+            f"rewrite with look_attributes={look}: the user tags name the label's colour in {colour_named:.2f}"
+            f" and the history's pattern in {pattern_named:.2f}; probes: rewritten text"
+            f" {probe(text, y, split):.2f}, text neighbours {probe(text_nb, y, split):.2f}"
+        )
+
     for mix in args.mix:
         ctx.settings.image_query_mix = mix
         requests = ctx.requests(pairs, histories, exclude=exclude)
-        if mix == args.mix[0]:
-            text = ctx.text_encoder.encode([r.rewrite.text for r in requests])
-            text_nb = np.stack([text_emb.rows([i for i, _ in r.text_neighbours]).mean(0) for r in requests])
-            print(f"rewritten text: {probe(text, y, split):.2f}; text neighbours: {probe(text_nb, y, split):.2f}")
         image_nb = np.stack([image_emb.rows([i for i, _ in r.image_neighbours]).mean(0) for r in requests])
         share = np.mean([[truth[i]["colour"] == c for i, _ in r.image_neighbours] for r, c in zip(requests, y)])
         acc = probe(image_nb, y, split)

@@ -120,19 +120,51 @@ def test_retrieval_leaves_out_the_item_the_history_and_extra_exclusions(generato
     assert item not in again and not again & set(ctx.histories[user])
 
 
+def test_the_rewrite_names_the_users_look_first(generator, pair):
+    """The user's top colour and pattern (counted over image tags) lead the user tags, even when the
+    item has them too; the paper's plain ranking (look_attributes=()) never repeats the item's tags."""
+    from tailorgen.interests import build_profile
+
+    ctx = generator.context
+    user, item = pair
+    history = ctx.histories[user]
+    look = build_profile(user, history, ctx.item_tags, ctx.settings.recency_half_life, modality="image")
+    expected = [look.top(1, only=ctx.vocabulary.of_attribute(a))[0] for a in ("colour", "pattern")]
+    (req,) = ctx.requests([pair])
+    assert ctx.settings.look_attributes == ("colour", "pattern")
+    assert req.user_tags[:2] == expected and len(req.user_tags) == ctx.settings.n_user_tags
+    assert f"Maybe related to {', '.join(req.user_tags)}." in req.rewrite.text
+    # An item that already has the user's colour: the look tag stays, so the text says "keep it".
+    same = next(i for i in ctx.texts if expected[0] in ctx.item_tags[i].all and i not in history)
+    (kept,) = ctx.requests([(user, same)])
+    assert kept.user_tags[0] == expected[0]
+    categories = set(ctx.vocabulary.of_attribute("category"))
+    assert not set(kept.user_tags[2:]) & (set(ctx.item_tags[same].all) | categories)
+    ctx.settings.look_attributes = ()
+    try:
+        (paper,) = ctx.requests([(user, same)])
+    finally:
+        ctx.settings.look_attributes = ("colour", "pattern")
+    assert not set(paper.user_tags) & (set(ctx.item_tags[same].all) | categories)
+
+
 def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny_generator, tmp_path):
     import shutil
 
     from tailorgen.generation.context import IAMGSettings
+    from tailorgen.generation.iamg import trained_settings
 
-    trained = json.loads((tiny_generator[0] / "training_report.json").read_text())["iamg_settings"]
-    assert IAMGSettings(**trained) == IAMGSettings()  # the tiny generator trained with the defaults
+    assert trained_settings(tiny_generator[0]) == IAMGSettings()  # the tiny generator trained with the defaults
     other = tmp_path / "gen"
     shutil.copytree(tiny_generator[0], other)
     report = json.loads((other / "training_report.json").read_text())
     report["iamg_settings"]["image_query_mix"] = 0.5
     (other / "training_report.json").write_text(json.dumps(report))
     assert IAMGGenerator(small_shop, other).context.settings.image_query_mix == 0.5
+    # A generator trained before look tags existed keeps the paper's plain ranking it learned from.
+    del report["iamg_settings"]["look_attributes"]
+    (other / "training_report.json").write_text(json.dumps(report))
+    assert trained_settings(other).look_attributes == ()
     # Explicit settings win over the recorded ones.
     explicit = IAMGGenerator(small_shop, other, settings=IAMGSettings(image_query_mix=0.2))
     assert explicit.context.settings.image_query_mix == 0.2

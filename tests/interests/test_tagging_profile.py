@@ -65,6 +65,17 @@ def test_profile_counts_with_and_without_recency():
     assert r.top(1) == ["blue"] and r.top(2, exclude=["blue"]) == ["red", "dots"]
 
 
+def test_profile_of_one_modality():
+    item_tags = {"a": ItemTags(["red", "blue"], ["red"]), "b": ItemTags(["blue"], ["green"])}
+    assert build_profile("u", ["a", "b"], item_tags).top(1) == ["blue"]  # text's accent colours count
+    image = build_profile("u", ["a", "b"], item_tags, modality="image")
+    assert image.weights == {"red": 1, "green": 1}
+    assert image.top(1, only=["green", "blue"]) == ["green"]
+    assert build_profile("u", ["a"], item_tags, modality="text").weights == {"red": 1, "blue": 1}
+    with pytest.raises(ValueError, match="modality must be one of"):
+        build_profile("u", ["a"], item_tags, modality="audio")
+
+
 def test_profiles_save_and_load(tmp_path):
     item_tags = {"a": ItemTags(["red", "dress"], []), "b": ItemTags(["red"], [])}
     profiles = {"u1": build_profile("u1", ["a", "b"], item_tags), "u2": build_profile("u2", ["b"], item_tags)}

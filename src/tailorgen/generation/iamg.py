@@ -4,7 +4,7 @@
 paper's order (the steps are timed one by one, so a benchmark can say where the time goes):
 
 1. interests: the user's tag profile from their history (text tags + zero-shot image tags);
-2. rewrite: the item text plus the user's most frequent tags (template or LLM);
+2. rewrite: the item text plus the user's top tags, their favourite look first (template or LLM);
 3. retrieve: K text neighbours of the rewritten text and K image neighbours of the item image
    blended with the user's visual history;
 4. condition: token states of the text, the item's image embedding, and the neighbours, which the
@@ -60,7 +60,11 @@ def trained_settings(path: str | Path) -> IAMGSettings | None:
     if not report.exists():
         return None
     recorded = json.loads(report.read_text()).get("iamg_settings")
-    return IAMGSettings(**recorded) if recorded else None
+    if not recorded:
+        return None
+    # Generators trained before look_attributes existed learned from the paper's plain ranking.
+    recorded["look_attributes"] = tuple(recorded.get("look_attributes", ()))
+    return IAMGSettings(**recorded)
 
 
 def load_pipeline(path: str | Path | None = None, device: str = "cpu") -> PersonalizedImagePipeline:

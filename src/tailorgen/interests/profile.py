@@ -19,10 +19,11 @@ class InterestProfile:
     weights: dict[str, float]  # tag -> (weighted) count
     n_items: int
 
-    def top(self, n: int = 5, exclude: Iterable[str] = ()) -> list[str]:
-        """The n heaviest tags; ties broken alphabetically so profiles are reproducible."""
+    def top(self, n: int = 5, exclude: Iterable[str] = (), only: Iterable[str] | None = None) -> list[str]:
+        """The n heaviest tags (of ``only``, if given); ties broken alphabetically so profiles are reproducible."""
         skip = set(exclude)
-        ranked = sorted(((-w, t) for t, w in self.weights.items() if t not in skip))
+        keep = None if only is None else set(only)
+        ranked = sorted((-w, t) for t, w in self.weights.items() if t not in skip and (keep is None or t in keep))
         return [t for _, t in ranked[:n]]
 
 
@@ -34,16 +35,30 @@ def recency_weights(n: int, recency_half_life: float | None) -> list[float]:
     return [0.5 ** ((n - 1 - i) / recency_half_life) for i in range(n)]
 
 
+MODALITIES = ("all", "text", "image")
+
+
 def build_profile(
-    user_id: str, history: list[str], item_tags: dict[str, ItemTags], recency_half_life: float | None = None
+    user_id: str,
+    history: list[str],
+    item_tags: dict[str, ItemTags],
+    recency_half_life: float | None = None,
+    modality: str = "all",
 ) -> InterestProfile:
-    """Count tags over ``history`` (oldest first), weighted by :func:`recency_weights`."""
+    """Count tags over ``history`` (oldest first), weighted by :func:`recency_weights`.
+
+    ``modality`` picks which tags count: both modalities' (``"all"``), or only the text's or the
+    image's. The image tags name what an item looks like (its primary colour, for one), while
+    text also names accents and details, so a user's look is best counted over image tags.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, not {modality!r}")
     weights: dict[str, float] = {}
     for item_id, w in zip(history, recency_weights(len(history), recency_half_life)):
         tags = item_tags.get(item_id)
         if tags is None:
             continue
-        for t in tags.all:
+        for t in getattr(tags, modality):
             weights[t] = weights.get(t, 0.0) + w
     return InterestProfile(user_id, weights, len(history))
 
