@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from tailorgen.cli import main
 from tailorgen.data import Dataset
+from tailorgen.generation.context import IAMGSettings
 from tailorgen.generation.iamg import METHODS, IAMGGenerator, noise_for
 
 
@@ -146,6 +147,27 @@ def test_the_rewrite_names_the_users_look_first(generator, pair):
     finally:
         ctx.settings.look_attributes = ("colour", "pattern")
     assert not set(paper.user_tags) & (set(ctx.item_tags[same].all) | categories)
+
+
+def test_the_generator_sees_the_whole_rewrite(generator, pair):
+    """The user tags come last in a rewrite: a window that cuts the text hides them from the generator."""
+    import warnings
+
+    ctx = generator.context
+    user = pair[0]
+    requests = ctx.requests([(user, i) for i in list(ctx.texts)[:60] if i not in ctx.histories[user]])
+    tokenizer = ctx.text_encoder.model.tokenizer
+    longest = max(len(tokenizer(r.rewrite.text)["input_ids"]) for r in requests)
+    assert longest < ctx.settings.max_text_tokens
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ctx.conditions(requests)
+    ctx.settings.max_text_tokens = longest - 5
+    try:
+        with pytest.warns(UserWarning, match="rewritten texts fill the generator's"):
+            ctx.conditions(requests)
+    finally:
+        ctx.settings.max_text_tokens = IAMGSettings().max_text_tokens
 
 
 def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny_generator, tmp_path):

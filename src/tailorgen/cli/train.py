@@ -45,7 +45,7 @@ def train_encoder(out, work_dir, train_items, epochs, seed, device) -> None:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder to write.")
 @click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)
 @click.option("--items", "train_items", type=int, default=30_000, show_default=True)
-@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True, help="20 epochs: about 30 min on 2 cores.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
