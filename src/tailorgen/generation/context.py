@@ -153,11 +153,11 @@ class PersonalizationContext:
     ) -> list[str]:
         """The rewrite's user tags: the top value of each look attribute, then the heaviest other tags.
 
-        ``look`` counts image tags only: a shop text names accent colours too, so over all tags the
-        top colour was the one the user's history shows most in 74% of training requests, over
-        image tags in 99%. Where images carry no tag of an attribute (a real catalog), ``profile``
-        decides. Categories are never offered (the item stays what it is); the item's own tags are
-        left out of the other tags, which would only repeat "It is about ...".
+        ``look`` counts image tags only, since a shop text names accent colours too; over image
+        tags the top colour is the one the user's history shows most in 99% of training requests.
+        Where images carry no tag of an attribute (a real catalog), ``profile`` decides.
+        Categories are never offered (the item stays what it is); the item's own tags are left
+        out of the other tags, which would only repeat "It is about ...".
         """
         n = self.settings.n_user_tags
         tags: list[str] = []
