@@ -7,9 +7,12 @@ On the same (user, unseen item) draws as ``tailorgen bench iamg --seed S --users
 1. headroom: the oracle-utility gain if the target item took the user's most frequent true look
    (colour, pattern, second colour) from their history, and the best look among their history
    items. If this is near zero, the tags cannot help; if it is large, the generator is the limit.
-2. what the generator draws: how often the colour and pattern the judge reads on ``full``
-   outputs equal the user's most frequent ones (chance: 1 / number of values), and the gain and
-   fidelity of ``plain`` and ``full`` at each guidance scale.
+2. what the generator draws: per method (``--methods``) and guidance scale, the gain and
+   fidelity, and per look attribute the share of outputs whose judged value is the one the
+   generator was trained to draw (the history's recency-weighted top, ``history_look``; chance is
+   1 / number of values) and that attribute's part of the gain (the utility is a sum over
+   attributes). This says which condition carries which attribute: the rewrite names colour and
+   pattern, so only the interest tokens can carry the second colour.
 3. the training signal: over every history position >= 3, how often the next item's colour and
    pattern equal the most frequent ones before it.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,8 @@ import numpy as np
 from tailorgen.data import Dataset
 from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, _pick, last_interaction_times
 from tailorgen.evaluation.judge import Judge
-from tailorgen.generation.iamg import IAMGGenerator
+from tailorgen.generation.iamg import METHODS, IAMGGenerator
+from tailorgen.generation.train import history_look
 from tailorgen.world import Oracle, WorldConfig
 from tailorgen.world.build import ensure_shop
 
@@ -40,6 +45,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=40)
     ap.add_argument("--guidance", type=float, nargs="+", default=[2.0])
     ap.add_argument("--generator", default=None, help="generator folder (default: the shipped one)")
+    ap.add_argument("--interest-guidance", type=float, nargs="+", default=[None], help="interest guidance scales")
+    ap.add_argument("--methods", nargs="+", default=["plain", "full"], choices=list(METHODS))
     ap.add_argument("--work-dir", default="runs/work")
     args = ap.parse_args()
 
@@ -71,16 +78,28 @@ def main() -> None:
     print(f"          best look among the user's history items {np.mean(best):+.2f}")
 
     pairs = list(zip(users, targets))
-    for g in args.guidance:
-        gen = IAMGGenerator(ds, args.generator, guidance_scale=g, num_inference_steps=cfg.steps)
-        for method in ("plain", "full"):
+    n_values = {a: len({t[a] for t in truth.values()}) for a in LOOK}
+    print("look attribute: share drawn in the history's top value (chance) / its part of the gain")
+    for g, gi in itertools.product(args.guidance, args.interest_guidance):
+        gen = IAMGGenerator(
+            ds, args.generator, guidance_scale=g, interest_guidance_scale=gi, num_inference_steps=cfg.steps
+        )
+        half_life = gen.context.settings.recency_half_life
+        wanted = [dict(zip(LOOK, history_look(truth, histories[u], half_life))) for u in users]
+        for method in args.methods:
             reads = judge.read([x.images[0] for x in gen.generate_batch(pairs, seed=cfg.seed, method=method)])
             gain = np.array([oracle.utility(u, r, now[u]) for u, r in zip(users, reads)]) - base
             kept = np.mean([r["category"] == truth[i]["category"] for r, i in zip(reads, targets)])
-            line = f"guidance {g:g} {method:<5}: gain {gain.mean():+.2f}, fidelity {kept:.2f}"
-            if method == "full":
-                for a in ("colour", "pattern"):
-                    line += f", {a} = user's top {np.mean([r[a] == top(u, a) for r, u in zip(reads, users)]):.0%}"
+            line = f"guidance {g:g}/{gi or g:g} {method:<9}: gain {gain.mean():+.2f}, fidelity {kept:.2f}"
+            for a in LOOK:
+                hit = np.mean([r[a] == w[a] for r, w in zip(reads, wanted)])
+                part = np.mean(
+                    [
+                        oracle.utility(u, {a: r[a]}, now[u]) - oracle.utility(u, {a: o[a]}, now[u])
+                        for u, r, o in zip(users, reads, original)
+                    ]
+                )
+                line += f" | {a} {hit:.0%} ({1 / n_values[a]:.0%}) {part:+.2f}"
             print(line)
 
     values = {a: len({t[a] for t in truth.values()}) for a in ("colour", "pattern")}

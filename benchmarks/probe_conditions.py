@@ -3,33 +3,39 @@
     python benchmarks/probe_conditions.py --mix 0.5 0.2 0
 
 For random (user, history position, catalog item) examples of the generator's training shop
-(seed 5001), the label is the colour the history before that position shows most
-(recency-weighted, ``generation.train.history_look``: the training target's colour). A logistic
-regression is fitted on 80% of the examples and scored on the rest, reading the label off:
+(seed 5001), the labels are the look the history before that position shows most
+(recency-weighted, ``generation.train.history_look``: the training target's colour, pattern and
+second colour). A logistic regression is fitted on 80% of the examples and scored on the rest,
+reading each label off:
 
-- the mean image embedding of the history itself (the ceiling: everything the history shows),
-- the rewritten text's sentence embedding and the mean of the K text neighbours, with the
-  paper's plain ranking of user tags and with the user's look first
+- the recency-weighted mean image embedding of the history itself (the ceiling of what the
+  frozen image encoder passes on),
+- the rewritten text's sentence embedding and the mean of the K text neighbours (colour only),
+  with the paper's plain ranking of user tags and with the user's look first
   (``IAMGSettings.look_attributes``; the share of requests whose user tags name the label is
   printed too),
 - the mean of the K image neighbours for each image-query mix
   (``IAMGSettings.image_query_mix``: weight of the item's own image in the query).
 
-If a probe is near chance, the generator cannot learn the user's colour from that condition,
-however long it trains. Also printed: the share of image neighbours whose true colour is the
-label. Diagnostics only: the oracle's truth labels examples, nothing here trains the generator.
+If a probe is near chance, the generator cannot learn that attribute from that condition,
+however long it trains. Also printed: the share of image neighbours that show the label, and how
+often the most frequent value over the last ``history_images`` items (the pixels the interest
+attention reads) is the label. Diagnostics only: the oracle's truth labels examples, nothing
+here trains the generator.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from tailorgen.data import Dataset
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext
-from tailorgen.generation.train import GeneratorTrainConfig, ensure_training_shop, history_look
+from tailorgen.generation.train import LOOK, GeneratorTrainConfig, ensure_training_shop, history_look
+from tailorgen.interests import recency_weights
 from tailorgen.world import Oracle
 
 
@@ -62,18 +68,30 @@ def main() -> None:
         examples.append((u, items[int(rng.integers(len(items)))], ctx.histories[u][:j]))
     pairs, histories = [(u, x) for u, x, _ in examples], [h for *_, h in examples]
     exclude = [set(ctx.histories[u]) for u, *_ in examples]
-    y = np.array([history_look(truth, h, half_life)[0] for h in histories])
+    labels = dict(zip(LOOK, np.array([history_look(truth, h, half_life) for h in histories]).T))
+    y = labels["colour"]
     split = int(0.8 * len(y))
     image_emb, text_emb = ctx.image_retriever.embeddings, ctx.text_retriever.embeddings
-    values, counts = np.unique(y, return_counts=True)
-    own = np.mean([truth[x]["colour"] == c for (_, x), c in zip(pairs, y)])
-    top = counts.max() / len(y)
-    print(f"{len(y)} examples of shop seed {cfg.train_seed}; {len(values)} colours, the most common {top:.2f}")
-    print(f"the item's own colour is the label in {own:.2f}")
-    ceiling = probe(np.stack([image_emb.rows(h).mean(0) for h in histories]), y, split)
-    print(f"history mean image embedding (ceiling): {ceiling:.2f}")
+    print(f"{len(y)} examples of shop seed {cfg.train_seed}")
+    weights = [np.array(recency_weights(len(h), half_life)) for h in histories]
+    history_mean = np.stack([(w[:, None] * image_emb.rows(h)).sum(0) / w.sum() for w, h in zip(weights, histories)])
+    recent = ctx.settings.history_images or 8
+    for attr, label in labels.items():
+        values, counts = np.unique(label, return_counts=True)
+        own = np.mean([truth[x][attr] == v for (_, x), v in zip(pairs, label)])
+        last = np.mean(
+            [
+                collections.Counter(truth[i][attr] for i in h[-recent:]).most_common(1)[0][0] == v
+                for h, v in zip(histories, label)
+            ]
+        )
+        print(
+            f"{attr}: {len(values)} values, the most common {counts.max() / len(label):.2f}; the item's own"
+            f" {own:.2f}; most frequent over the last {recent} history items {last:.2f};"
+            f" probe on the history's mean image embedding (ceiling) {probe(history_mean, label, split):.2f}"
+        )
 
-    patterns = [history_look(truth, h, half_life)[1] for h in histories]
+    patterns = labels["pattern"]
     for look in ((), IAMGSettings().look_attributes):
         ctx.settings.look_attributes = look
         requests = ctx.requests(pairs, histories, exclude=exclude)
@@ -83,7 +101,7 @@ def main() -> None:
         text_nb = np.stack([text_emb.rows([i for i, _ in r.text_neighbours]).mean(0) for r in requests])
         print(
             f"rewrite with look_attributes={look}: the user tags name the label's colour in {colour_named:.2f}"
-            f" and the history's pattern in {pattern_named:.2f}; probes: rewritten text"
+            f" and the history's pattern in {pattern_named:.2f}; colour probes: rewritten text"
             f" {probe(text, y, split):.2f}, text neighbours {probe(text_nb, y, split):.2f}"
         )
 
@@ -91,9 +109,11 @@ def main() -> None:
         ctx.settings.image_query_mix = mix
         requests = ctx.requests(pairs, histories, exclude=exclude)
         image_nb = np.stack([image_emb.rows([i for i, _ in r.image_neighbours]).mean(0) for r in requests])
-        share = np.mean([[truth[i]["colour"] == c for i, _ in r.image_neighbours] for r, c in zip(requests, y)])
-        acc = probe(image_nb, y, split)
-        print(f"image neighbours, query mix {mix:g}: probe {acc:.2f}, neighbours of the label's colour {share:.2f}")
+        line = f"image neighbours, query mix {mix:g}:"
+        for attr, label in labels.items():
+            share = np.mean([[truth[i][attr] == v for i, _ in r.image_neighbours] for r, v in zip(requests, label)])
+            line += f" {attr} probe {probe(image_nb, label, split):.2f} (neighbours showing it {share:.2f})"
+        print(line)
 
 
 if __name__ == "__main__":
