@@ -39,6 +39,7 @@ def tiny_generator(tmp_path_factory):
         cross_attention_dim=32,
         warmup_steps=5,
         lr=1e-3,
+        history_images=8,  # the tests cover the history-image path too
     )
     report = train_generator(cfg, root / "gen", root / "work", progress=False)
     return root / "gen", report

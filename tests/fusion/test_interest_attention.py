@@ -53,3 +53,23 @@ def test_trains_and_round_trips(tmp_path):
     m.save_pretrained(str(tmp_path))
     m2 = InterestAttention.from_pretrained(str(tmp_path))
     torch.testing.assert_close(m.eval()(t, i), m2.eval()(t, i))
+
+
+def test_extra_tokens_join_the_images_as_keys_and_values():
+    m = InterestAttention(token_dim=64).eval()
+    t, i = _inputs(b=1, k=4)
+    extra = torch.randn(1, 3, 64, generator=torch.Generator().manual_seed(1))
+    a = m(t, i, extra_image_tokens=extra)
+    assert a.shape == (1, 4, 64)
+    assert not torch.allclose(a, m(t, i), atol=1e-4)
+    assert not torch.allclose(a, m(t, i, extra_image_tokens=torch.randn_like(extra)), atol=1e-4)
+    # A padded extra slot changes nothing: equal to running with the real extra tokens alone.
+    pad = torch.tensor([[False, False, True]])
+    garbage = extra.clone()
+    garbage[:, 2] = 100.0
+    torch.testing.assert_close(
+        m(t, i, extra_image_tokens=garbage, extra_padding=pad),
+        m(t, i, extra_image_tokens=extra[:, :2]),
+        atol=1e-5,
+        rtol=1e-5,
+    )

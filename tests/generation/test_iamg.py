@@ -176,7 +176,8 @@ def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny
     from tailorgen.generation.context import IAMGSettings
     from tailorgen.generation.iamg import trained_settings
 
-    assert trained_settings(tiny_generator[0]) == IAMGSettings()  # the tiny generator trained with the defaults
+    # The tiny generator trained with the defaults, and 8 history images.
+    assert trained_settings(tiny_generator[0]) == IAMGSettings(history_images=8)
     other = tmp_path / "gen"
     shutil.copytree(tiny_generator[0], other)
     report = json.loads((other / "training_report.json").read_text())
@@ -187,6 +188,34 @@ def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny
     del report["iamg_settings"]["look_attributes"]
     (other / "training_report.json").write_text(json.dumps(report))
     assert trained_settings(other).look_attributes == ()
+    # ... and one trained before history images existed reads none.
+    del report["iamg_settings"]["history_images"]
+    (other / "training_report.json").write_text(json.dumps(report))
+    assert trained_settings(other).history_images == 0
     # Explicit settings win over the recorded ones.
-    explicit = IAMGGenerator(small_shop, other, settings=IAMGSettings(image_query_mix=0.2))
+    explicit = IAMGGenerator(small_shop, other, settings=IAMGSettings(image_query_mix=0.2, history_images=8))
     assert explicit.context.settings.image_query_mix == 0.2
+
+
+def test_the_interest_tokens_read_the_users_most_recent_history_images(generator, pair):
+    ctx = generator.context
+    n, size = ctx.settings.history_images, ctx.settings.history_image_size
+    user, item = pair
+    long_request = ctx.request(user, item)
+    short_request = ctx.request(user, item, history=long_request.history[:2])
+    pixels, present = ctx.history_pixels([long_request, short_request])
+    assert pixels.shape == (2, n, 3, size, size) and pixels.dtype == np.uint8
+    latest = np.asarray(ctx.dataset.load_image(long_request.history[-1]).convert("RGB").resize((size, size)))
+    np.testing.assert_allclose(pixels[0, 0].transpose(1, 2, 0), latest, atol=2)  # most recent first
+    assert present[0].sum() == min(n, len(long_request.history))
+    assert long_request.record()["history_images"] == long_request.history[::-1][:n]
+    assert present[1].tolist() == [True, True] + [False] * (n - 2) and not pixels[1, 2:].any()
+    c = ctx.conditions([long_request])
+    assert c.history_pixels.shape == (1, n, 3, size, size) and c.history_pixels.min() >= -1
+
+
+def test_settings_and_generator_must_agree_on_history_images(small_shop, tiny_generator):
+    reads = IAMGGenerator(small_shop, tiny_generator[0]).pipeline.conditioner.config.history_images
+    assert reads == 8
+    with pytest.raises(ValueError, match="history images"):
+        IAMGGenerator(small_shop, tiny_generator[0], settings=IAMGSettings(history_images=0))

@@ -103,3 +103,53 @@ def test_a_unet_with_source_channels_reads_the_items_image():
         pipe(_conditions(), image=source[:, :, :8, :8], num_inference_steps=2)
     with pytest.raises(ValueError, match="does not read a source image"):
         _tiny_pipeline()(_conditions(), image=source, num_inference_steps=2)
+
+
+def _history(b=2, h=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, h, 3, 16, 16, generator=g) * 2 - 1, torch.ones(b, h, dtype=torch.bool)
+
+
+def test_a_history_conditioner_reads_the_users_recent_images_through_the_interest_tokens():
+    torch.manual_seed(0)
+    cond = PersonalizationConditioner(
+        embed_dim=24, cross_attention_dim=32, max_neighbours=4, fusion_heads=2, history_images=3
+    ).eval()
+    c = _conditions().conditioner_inputs("cpu")
+    pixels, present = _history()
+    tokens, _ = cond(**c, history_pixels=pixels, history_mask=present)
+    other, _ = cond(**c, history_pixels=-pixels, history_mask=present)
+    assert not torch.allclose(tokens[:, -3:], other[:, -3:], atol=1e-4)  # the interest tokens see the history
+    torch.testing.assert_close(tokens[:, :-3], other[:, :-3])  # text and image tokens do not
+    # A padded slot (a short history) changes nothing; dropping the interest segment drops the history too.
+    short = present.clone()
+    short[:, 2] = False
+    garbage = pixels.clone()
+    garbage[:, 2] = 1.0
+    torch.testing.assert_close(
+        cond(**c, history_pixels=pixels, history_mask=short)[0],
+        cond(**c, history_pixels=garbage, history_mask=short)[0],
+    )
+    drop = torch.tensor([[False, False, True]] * 2)
+    torch.testing.assert_close(
+        cond(**c, drop=drop, history_pixels=pixels, history_mask=present)[0],
+        cond(**c, drop=drop, history_pixels=-pixels, history_mask=present)[0],
+    )
+    with pytest.raises(ValueError, match="give history_pixels"):
+        cond(**c)
+    with pytest.raises(ValueError, match="no history encoder"):
+        _tiny_pipeline().conditioner(**c, history_pixels=pixels, history_mask=present)
+
+
+def test_interest_guidance_equal_to_guidance_is_plain_guidance_and_otherwise_amplifies_the_interest():
+    pipe = _tiny_pipeline()
+
+    def run(**kw):
+        noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+        return pipe(_conditions(), num_inference_steps=3, latents=noise, output_type="np", guidance_scale=2.0, **kw)
+
+    plain = run()
+    np.testing.assert_array_equal(plain, run(interest_guidance_scale=2.0))
+    assert not np.array_equal(plain, run(interest_guidance_scale=5.0))
+    # Without the interest segment there is nothing to guide separately.
+    np.testing.assert_array_equal(run(use=("text", "image")), run(use=("text", "image"), interest_guidance_scale=5.0))

@@ -74,9 +74,16 @@ def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
     help="Look of a personalize example's target: the one the user's history shows most "
     "(recency-weighted), or that of the item the user chose next.",
 )
+@click.option(
+    "--history-images",
+    type=click.IntRange(min=0),
+    default=None,
+    help="How many of the user's most recent history images the interest attention reads from their "
+    "pixels (default: the config's; 0: none, as in the paper).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: training is slow on a CPU.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_generator_cmd(out, work_dir, steps, batch_size, examples, target_look, device, seed) -> None:
+def train_generator_cmd(out, work_dir, steps, batch_size, examples, target_look, history_images, device, seed) -> None:
     """Train the personalized generator (pixel UNet + interest-attention conditioner) on its own shop.
 
     Examples come from users' histories: "personalize" (another item of the chosen item's category,
@@ -87,7 +94,7 @@ def train_generator_cmd(out, work_dir, steps, batch_size, examples, target_look,
     """
     from tailorgen.generation.train import GeneratorTrainConfig, train_generator
 
-    given = {"steps": steps, "batch_size": batch_size, "examples": examples}
+    given = {"steps": steps, "batch_size": batch_size, "examples": examples, "history_images": history_images}
     overrides = {k: v for k, v in given.items() if v is not None}
     cfg = GeneratorTrainConfig(seed=seed, target_look=target_look, **overrides)
     report = train_generator(cfg, out, work_dir, device=device)

@@ -5,6 +5,10 @@ retriever K neighbours' image embeddings. Self-attention over the retrieved text
 agree on what the neighbourhood is about; cross-attention with those texts as queries and the
 retrieved images as keys and values pulls in what only the images show (a colour the texts
 omit, say). The K outputs are the interest tokens the generator attends to.
+
+A caller may add more keys and values to the cross-attention, already at the token width
+(``extra_image_tokens``): the embedded generator can add the user's most recent history images,
+read from their pixels (``generation.conditioning``, ``history_images``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class InterestAttention(nn.Module, PyTorchModelHubMixin):
         image_neighbours: torch.Tensor,
         text_padding: torch.Tensor | None = None,
         image_padding: torch.Tensor | None = None,
+        extra_image_tokens: torch.Tensor | None = None,  # (B, M, token_dim) more keys and values
+        extra_padding: torch.Tensor | None = None,  # (B, M) True where padding
     ) -> torch.Tensor:
         k_text, k_image = text_neighbours.shape[1], image_neighbours.shape[1]
         ranks = self.rank.weight
@@ -58,6 +64,14 @@ class InterestAttention(nn.Module, PyTorchModelHubMixin):
         h = self.norm_self(t)
         t = t + self.self_attn(h, h, h, key_padding_mask=text_padding, need_weights=False)[0]
         # Cross-attention: text queries, image keys and values.
+        if extra_image_tokens is not None:
+            m = extra_image_tokens.shape[1]
+            if image_padding is None:
+                image_padding = torch.zeros(v.shape[:2], dtype=torch.bool, device=v.device)
+            if extra_padding is None:
+                extra_padding = torch.zeros(v.shape[0], m, dtype=torch.bool, device=v.device)
+            v = torch.cat([v, extra_image_tokens], dim=1)
+            image_padding = torch.cat([image_padding, extra_padding], dim=1)
         img = self.norm_image(v)
         t = t + self.cross_attn(self.norm_query(t), img, img, key_padding_mask=image_padding, need_weights=False)[0]
         t = t + self.ffn(self.norm_ffn(t))

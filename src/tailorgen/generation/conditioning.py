@@ -2,7 +2,15 @@
 
 - text: token-level states of the (rewritten) item text from the frozen text encoder, projected;
 - image: the target item's image embedding, expanded to a few tokens;
-- interest: the fusion module's interest tokens from the retrieved text and image neighbours.
+- interest: the fusion module's interest tokens from the retrieved text and image neighbours
+  and, with ``history_images > 0``, the user's most recent history images, which a small CNN
+  reads from their pixels. Why pixels: the frozen image encoder (LiT into MiniLM's text space)
+  is blind to accent colours (zero-shot 1% on the second colour, chance 8%), so neither the
+  rewrite's tags nor the retrieved neighbours can say which second colour the user favours; the
+  pixels of the last 8 items name it (their most frequent second colour is the one the whole
+  history shows most, recency-weighted, in 70% of training requests: benchmarks/probe_conditions.py).
+  Trained with 8 of them, the generator still barely read the interest segment and gained nothing
+  over the rewrite (docs/benchmarks.md), so the shipped generator has none.
 
 Each segment gets a learned type embedding. For classifier-free guidance and for the I-AM-G
 ablations, any segment can be dropped per sample: its tokens are replaced by a learned null
@@ -32,6 +40,7 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         fusion_heads: int = 4,
         text_dim: int | None = None,
         project_text: bool = True,
+        history_images: int = 0,
     ):
         super().__init__()
         d = cross_attention_dim
@@ -47,6 +56,21 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         self.fusion = InterestAttention(
             embed_dim=embed_dim, token_dim=d, num_heads=fusion_heads, max_neighbours=max_neighbours
         )
+        self.history_encoder = None
+        if history_images:
+            # Three stride-2 convolutions (32 px -> 4 px) and a mean over positions: colour and texture, not layout.
+            self.history_encoder = nn.Sequential(
+                nn.Conv2d(3, 32, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.Conv2d(64, 128, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(128, d),
+            )
+            self.history_position = nn.Embedding(history_images, d)  # most recent first
         self.segment = nn.Embedding(len(SEGMENTS), d)
         self.null = nn.Parameter(torch.zeros(len(SEGMENTS), d))
         nn.init.normal_(self.null, std=0.02)
@@ -59,13 +83,29 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         text_neighbours: torch.Tensor,  # (B, K, embed_dim)
         image_neighbours: torch.Tensor,  # (B, K, embed_dim)
         drop: torch.Tensor | None = None,  # (B, 3) True where that segment is dropped
+        history_pixels: torch.Tensor | None = None,  # (B, H, 3, S, S) in [-1, 1], most recent first
+        history_mask: torch.Tensor | None = None,  # (B, H) True for real images (a short history pads)
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (tokens (B, L + n_image + K, D), attention mask (B, L + n_image + K))."""
         b = text_tokens.shape[0]
         d = self.config.cross_attention_dim
         text = self.text_proj(text_tokens)
         image = self.image_proj(image_embedding).view(b, self.config.n_image_tokens, d)
-        interest = self.fusion(text_neighbours, image_neighbours)
+        history = history_padding = None
+        if self.history_encoder is not None:
+            if history_pixels is None or history_mask is None:
+                raise ValueError(
+                    "this conditioner reads the user's recent history images: give history_pixels and history_mask"
+                )
+            h = history_pixels.shape[1]
+            history = self.history_encoder(history_pixels.flatten(0, 1)).view(b, h, d)
+            history = history + self.history_position.weight[:h]
+            history_padding = ~history_mask.bool()
+        elif history_pixels is not None:
+            raise ValueError("this conditioner has no history encoder (history_images=0): leave history_pixels out")
+        interest = self.fusion(
+            text_neighbours, image_neighbours, extra_image_tokens=history, extra_padding=history_padding
+        )
         parts, masks = [], []
         for s, (tokens, mask) in enumerate(
             (

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 
 from tailorgen.data import Dataset
 from tailorgen.encoders import default_encoder, encode_catalog, item_text, l2_normalize
@@ -55,6 +56,12 @@ class IAMGSettings:
     # last, and shop rewrites run 59 tokens (median) to 79: at 48, 93% were cut and in 55% the
     # whole "Maybe related to ..." sentence was lost, so the generator never saw the user's tags.
     max_text_tokens: int = 96
+    # The user's most recent history images the interest attention also reads, from their pixels
+    # (0: none, as in the paper). They carry what the tags and the frozen image encoder cannot:
+    # the second colour (see generation.conditioning). Only a generator trained with them uses them
+    # (GeneratorTrainConfig.history_images).
+    history_images: int = 0
+    history_image_size: int = 32
 
 
 @dataclass
@@ -70,6 +77,8 @@ class Request:
     text_neighbours: list[tuple[str, float]]
     image_neighbours: list[tuple[str, float]]
     history: list[str] = field(default_factory=list)
+    # The items whose pixels the interest attention reads (IAMGSettings.history_images), most recent first.
+    history_images: list[str] = field(default_factory=list)
 
     def record(self) -> dict:
         out = asdict(self)
@@ -105,6 +114,7 @@ class PersonalizationContext:
         rows = dataset.items.select(["item_id", "title", "description"]).to_pylist()
         self.texts = {r["item_id"]: item_text(r) for r in rows}
         self.histories = dataset.user_histories()
+        self._pixels: dict[str, np.ndarray] = {}  # item_id -> (3, S, S) uint8, for history_pixels
 
     def request(self, user_id: str, item_id: str, history: list[str] | None = None) -> Request:
         return self.requests([(user_id, item_id)], None if history is None else [history])[0]
@@ -144,7 +154,7 @@ class PersonalizationContext:
         q_image = np.stack([self.image_query(i, h) for (_, i), h in zip(pairs, histories)])
         image_nb = self.image_retriever.retrieve_vectors(q_image, s.k_neighbours, exclude=left_out)
         return [
-            Request(u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h)
+            Request(u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h, h[::-1][: s.history_images])
             for (u, i), h, (own, user_tags, rewrite), t_nb, i_nb in zip(pairs, histories, partial, text_nb, image_nb)
         ]
 
@@ -192,4 +202,26 @@ class PersonalizationContext:
         image = self.image_retriever.embeddings.rows([r.item_id for r in requests], "image")
         t_nb = np.stack([self.text_retriever.embeddings.rows([i for i, _ in r.text_neighbours]) for r in requests])
         i_nb = np.stack([self.image_retriever.embeddings.rows([i for i, _ in r.image_neighbours]) for r in requests])
-        return Conditions(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (tokens, mask, image, t_nb, i_nb)))
+        out = Conditions(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (tokens, mask, image, t_nb, i_nb)))
+        if self.settings.history_images:
+            pixels, present = self.history_pixels(requests)
+            out.history_pixels = torch.from_numpy(pixels).float() / 127.5 - 1
+            out.history_mask = torch.from_numpy(present)
+        return out
+
+    def history_pixels(self, requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of each request's ``history_images`` (its last items, most recent first).
+
+        Returns (B, H, 3, S, S) uint8 pixels and a (B, H) mask, False where a short history pads.
+        """
+        n, size = self.settings.history_images, self.settings.history_image_size
+        pixels = np.zeros((len(requests), n, 3, size, size), np.uint8)
+        present = np.zeros((len(requests), n), bool)
+        for b, r in enumerate(requests):
+            for k, item_id in enumerate(r.history_images):
+                if item_id not in self._pixels:
+                    image = self.dataset.load_image(item_id).convert("RGB").resize((size, size), Image.BICUBIC)
+                    self._pixels[item_id] = np.asarray(image).transpose(2, 0, 1)
+                pixels[b, k] = self._pixels[item_id]
+                present[b, k] = True
+        return pixels, present

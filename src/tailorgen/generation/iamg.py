@@ -64,6 +64,8 @@ def trained_settings(path: str | Path) -> IAMGSettings | None:
         return None
     # Generators trained before look_attributes existed learned from the paper's plain ranking.
     recorded["look_attributes"] = tuple(recorded.get("look_attributes", ()))
+    # ... and read no history images.
+    recorded.setdefault("history_images", 0)
     return IAMGSettings(**recorded)
 
 
@@ -132,6 +134,7 @@ class IAMGGenerator:
         guidance_scale: float = 2.0,
         num_inference_steps: int = 25,
         progress: bool = False,
+        interest_guidance_scale: float | None = None,
     ):
         dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         if pipeline is None or isinstance(pipeline, str | Path):
@@ -142,8 +145,17 @@ class IAMGGenerator:
         self.pipeline = pipeline
         if settings is None and self.pipeline_path is not None:
             settings = trained_settings(self.pipeline_path)
+        reads = pipeline.conditioner.config.get("history_images", 0)
+        if settings is None and context is None:
+            settings = IAMGSettings(history_images=reads)
         self.context = context or PersonalizationContext(dataset, settings, rewriter=rewriter, progress=progress)
+        if self.context.settings.history_images != reads:
+            raise ValueError(
+                f"the generator's conditioner reads {reads} history images, the settings give "
+                f"{self.context.settings.history_images}: set IAMGSettings.history_images={reads}"
+            )
         self.guidance_scale = guidance_scale
+        self.interest_guidance_scale = interest_guidance_scale
         self.num_inference_steps = num_inference_steps
 
     def checkpoints(self) -> dict[str, str]:
@@ -196,6 +208,7 @@ class IAMGGenerator:
                 image=source,
                 use=use,
                 guidance_scale=self.guidance_scale,
+                interest_guidance_scale=self.interest_guidance_scale,
                 num_inference_steps=self.num_inference_steps,
                 latents=latents,
             )

@@ -37,13 +37,19 @@ class Conditions:
     text_neighbours: torch.Tensor  # (B, K, E)
     image_neighbours: torch.Tensor  # (B, K, E)
     ip_image_embeds: torch.Tensor | None = None  # (B, D_clip): only for a pipeline with an IP-Adapter
+    # The user's most recent history images, for a conditioner with a history encoder.
+    history_pixels: torch.Tensor | None = None  # (B, H, 3, S, S) in [-1, 1], most recent first
+    history_mask: torch.Tensor | None = None  # (B, H) True for real images
 
     def repeat(self, n: int) -> Conditions:
         return Conditions(*(None if t is None else t.repeat_interleave(n, dim=0) for t in self.__dict__.values()))
 
     def conditioner_inputs(self, device) -> dict[str, torch.Tensor]:
         keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
-        return {k: getattr(self, k).to(device) for k in keys}
+        out = {k: getattr(self, k).to(device) for k in keys}
+        if self.history_pixels is not None:
+            out |= {"history_pixels": self.history_pixels.to(device), "history_mask": self.history_mask.to(device)}
+        return out
 
 
 class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
@@ -111,6 +117,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         image: torch.Tensor | None = None,
         use: tuple[str, ...] = SEGMENTS,
         guidance_scale: float = 2.0,
+        interest_guidance_scale: float | None = None,
         num_inference_steps: int = 50,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
@@ -123,6 +130,12 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         only what the conditions add. ``latents`` (B, C, size, size) fixes the starting noise per
         image; with the deterministic DDIM sampler that fixes the image, so methods can be compared
         on the same noise.
+
+        ``interest_guidance_scale`` (with "interest" in ``use``) guides the interest tokens on their
+        own, as InstructPix2Pix guides its two conditions: a third branch drops only the interest
+        tokens, and ``eps = eps(none) + guidance_scale * (eps(no interest) - eps(none)) +
+        interest_guidance_scale * (eps(all) - eps(no interest))``. Left at ``None`` it equals
+        ``guidance_scale``, which is plain classifier-free guidance (two branches).
         """
         unknown = set(use) - set(SEGMENTS)
         if unknown:
@@ -137,8 +150,15 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         drop_uncond = torch.ones(b, len(SEGMENTS), dtype=torch.bool, device=device)
         cond, cond_mask = self.conditioner(**c, drop=drop_cond)
         uncond, uncond_mask = self.conditioner(**c, drop=drop_uncond)
-        tokens = torch.cat([uncond, cond])
-        mask = torch.cat([uncond_mask, cond_mask])
+        branches = [(uncond, uncond_mask), (cond, cond_mask)]
+        separate = "interest" in use and interest_guidance_scale not in (None, guidance_scale)
+        if separate:
+            drop_interest = drop_cond.clone()
+            drop_interest[:, SEGMENTS.index("interest")] = True
+            branches.insert(1, self.conditioner(**c, drop=drop_interest))
+        n_branches = len(branches)
+        tokens = torch.cat([t for t, _ in branches])
+        mask = torch.cat([m for _, m in branches])
 
         # With an IP-Adapter the item's CLIP image embedding also enters through its own attention;
         # it follows the "image" segment, and the unconditional branch gets zeros (as diffusers does).
@@ -148,7 +168,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
                 raise ValueError("an IP-Adapter is loaded: give Conditions.ip_image_embeds (the item's CLIP embedding)")
             ip = conditions.ip_image_embeds.to(device)[:, None, :]
             ip_cond = ip if "image" in use else torch.zeros_like(ip)
-            added_cond_kwargs = {"image_embeds": [torch.cat([torch.zeros_like(ip), ip_cond])]}
+            added_cond_kwargs = {"image_embeds": [torch.cat([torch.zeros_like(ip), *[ip_cond] * (n_branches - 1)])]}
 
         # 2. The source image, in the space the UNet denoises (through the VAE's encoder in latent space).
         source = None
@@ -164,7 +184,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
                     f"image gives {tuple(source.shape[1:])} per sample; the UNet expects "
                     f"{(extra, self.unet.config.sample_size, self.unet.config.sample_size)}"
                 )
-            source = torch.cat([source, source])
+            source = torch.cat([source] * n_branches)
         elif image is not None:
             raise ValueError("this UNet does not read a source image; leave image=None")
 
@@ -180,7 +200,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
 
         # 4. Denoise with classifier-free guidance.
         for t in self.progress_bar(self.scheduler.timesteps):
-            model_in = self.scheduler.scale_model_input(torch.cat([x, x]), t)
+            model_in = self.scheduler.scale_model_input(torch.cat([x] * n_branches), t)
             if source is not None:
                 model_in = torch.cat([model_in, source], dim=1)
             eps = self.unet(
@@ -190,8 +210,16 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
                 encoder_attention_mask=mask,
                 added_cond_kwargs=added_cond_kwargs,
             ).sample
-            eps_uncond, eps_cond = eps.chunk(2)
-            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+            if separate:
+                eps_uncond, eps_no_interest, eps_cond = eps.chunk(3)
+                eps = (
+                    eps_uncond
+                    + guidance_scale * (eps_no_interest - eps_uncond)
+                    + interest_guidance_scale * (eps_cond - eps_no_interest)
+                )
+            else:
+                eps_uncond, eps_cond = eps.chunk(2)
+                eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
 
         # 5. Back to images (through the VAE's decoder in latent space).

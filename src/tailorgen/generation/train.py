@@ -66,6 +66,8 @@ class GeneratorTrainConfig:
     # "history": the look the user's history before the target shows most (recency-weighted);
     # "next_item": the look of the item the user chose next.
     target_look: str = "history"
+    # The user's last N history images the interest attention reads from their pixels (0: none).
+    history_images: int = 0
     p_reconstruct: float = 0.35
     p_plain_text: float = 0.25  # personalize examples conditioned on the plain (not rewritten) text
     p_drop_interest: float = 0.25
@@ -175,7 +177,8 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
     examples = _pick_examples(cfg, ctx, rng)
     images = _SourceTargetImages(ctx.dataset, cfg.seed, ctx.settings.recency_half_life)
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
-    parts: dict[str, list] = {k: [] for k in (*keys, "source", "target", "keep_interest", "rewritten")}
+    history = ("history_pixels", "history_mask") if ctx.settings.history_images else ()
+    parts: dict[str, list] = {k: [] for k in (*keys, *history, "source", "target", "keep_interest", "rewritten")}
     batch = 256
     by_history = cfg.target_look == "history"
     for s in tqdm(range(0, len(examples), batch), desc="conditions", unit="batch", disable=not progress):
@@ -196,6 +199,9 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
             for k in keys:
                 v = getattr(c, k).numpy()
                 parts[k].append(v.astype(np.float16) if v.dtype == np.float32 else v)
+            if history:  # uint8, a quarter of float32's memory
+                for k, v in zip(history, ctx.history_pixels([requests[i] for i in idx])):
+                    parts[k].append(v)
             pairs = [
                 images(x, y, h if by_history and kind == "personalize" else None)
                 for x, y, h, kind in (chunk[i][1:] for i in idx)
@@ -227,7 +233,7 @@ def train_generator(
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     shop = ensure_training_shop(cfg, work_dir, progress)
-    ctx = PersonalizationContext(Dataset(shop), IAMGSettings(), progress=progress)
+    ctx = PersonalizationContext(Dataset(shop), IAMGSettings(history_images=cfg.history_images), progress=progress)
     data = build_training_set(cfg, ctx, rng, progress)
     prep_seconds = time.perf_counter() - t0
     n = len(data["target"])
@@ -237,6 +243,7 @@ def train_generator(
         embed_dim=data["text_tokens"].shape[-1],
         cross_attention_dim=cfg.cross_attention_dim,
         max_neighbours=max(8, data["text_neighbours"].shape[1]),
+        history_images=ctx.settings.history_images,
     ).to(device)
     params = [*unet.parameters(), *conditioner.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
@@ -252,6 +259,7 @@ def train_generator(
     bar = tqdm(range(cfg.steps), desc="train generator", unit="step", disable=not progress)
     # The whole training set lives on the training device (about 0.6 GB at the defaults).
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
+    keys += ("history_pixels", "history_mask") if "history_pixels" in data else ()
     stored = {
         k: torch.from_numpy(data[k]).to(device) for k in (*keys, "source", "target", "keep_interest", "rewritten")
     }
@@ -259,6 +267,8 @@ def train_generator(
         idx = torch.from_numpy(rng.integers(0, n, cfg.batch_size)).to(device)
         batch = {k: stored[k][idx] for k in keys}
         batch = {k: v.float() if v.dtype == torch.float16 else v for k, v in batch.items()}
+        if "history_pixels" in batch:
+            batch["history_pixels"] = batch["history_pixels"].float() / 127.5 - 1
         x0 = stored["target"][idx].float() / 127.5 - 1
         source = stored["source"][idx].float() / 127.5 - 1
         drop = torch.zeros(cfg.batch_size, 3, dtype=torch.bool, device=device)
