@@ -27,7 +27,15 @@ from tailorgen.encoders.base import ImageEncoder
 from tailorgen.encoders.text import SentenceTransformerEncoder
 from tailorgen.encoders.zeroshot import ZeroShotTagger
 from tailorgen.generation.pipeline import Conditions
-from tailorgen.interests import ImageTagger, InterestProfile, TagVocabulary, TextTagger, build_profile, tag_catalog
+from tailorgen.interests import (
+    ImageTagger,
+    InterestProfile,
+    TagVocabulary,
+    TextTagger,
+    build_profile,
+    recency_weights,
+    tag_catalog,
+)
 from tailorgen.interests.rewrite import Rewriter, RewriteResult, TemplateRewriter
 from tailorgen.retrieval import ImageRetriever, TextRetriever
 from tailorgen.world.attributes import prompt_vocabulary
@@ -184,8 +192,7 @@ class PersonalizationContext:
         seen = [h for h in history if h in self.image_retriever.embeddings]
         if not seen:
             return item
-        n = len(seen)
-        w = np.ones(n) if s.recency_half_life is None else 0.5 ** ((n - 1 - np.arange(n)) / s.recency_half_life)
+        w = np.array(recency_weights(len(seen), s.recency_half_life))
         taste = (w[:, None] * self.image_retriever.embeddings.rows(seen)).sum(0) / w.sum()
         return l2_normalize((s.image_query_mix * item + (1 - s.image_query_mix) * taste)[None])[0]
 
