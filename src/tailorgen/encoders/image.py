@@ -59,15 +59,20 @@ class ShopImageEncoderModel(nn.Module, PyTorchModelHubMixin):
         return self.proj(pooled)
 
 
+def rgb_array(image: Image.Image, size: int | None) -> np.ndarray:
+    """A PIL image -> (size, size, 3) uint8 RGB, resized with bicubic filtering (``None``: as it is).
+
+    The one preprocessing every model of tailorgen reads images through.
+    """
+    image = image.convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def images_to_tensor(images: Sequence[Image.Image], size: int) -> torch.Tensor:
     """PIL images -> (B, 3, size, size) float tensor in [-1, 1]."""
-    arrays = []
-    for im in images:
-        im = im.convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BICUBIC)
-        arrays.append(np.asarray(im, np.float32))
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.stack([rgb_array(im, size) for im in images])).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from tailorgen.encoders.image import ShopImageEncoder, ShopImageEncoderModel
+from tailorgen.encoders.image import ShopImageEncoder, ShopImageEncoderModel, rgb_array
 
 __all__ = ["EncoderFeatureExtractor", "as_feature_module", "fid", "images_to_uint8", "kid"]
 
@@ -133,10 +133,7 @@ def images_to_uint8(images: ImageSet, size: int | None = None, name: str = "imag
             im = Image.fromarray(im)
         elif not isinstance(im, Image.Image):
             raise ValueError(f"{name}[{i}]: expected a PIL image or a uint8 array, got {type(im).__name__}")
-        im = im.convert("RGB")
-        if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.BICUBIC)
-        arrays.append(np.asarray(im, dtype=np.uint8))
+        arrays.append(rgb_array(im, size))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(f"{name}: images differ in size {sorted(shapes)}; pass size= to resize them")

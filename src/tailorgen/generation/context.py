@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image
 
 from tailorgen.data import Dataset
 from tailorgen.encoders import default_encoder, encode_catalog, item_text, l2_normalize
 from tailorgen.encoders.base import ImageEncoder
+from tailorgen.encoders.image import rgb_array
 from tailorgen.encoders.text import SentenceTransformerEncoder
 from tailorgen.encoders.zeroshot import ZeroShotTagger
 from tailorgen.generation.pipeline import Conditions
@@ -227,8 +227,7 @@ class PersonalizationContext:
         for b, r in enumerate(requests):
             for k, item_id in enumerate(r.history_images):
                 if item_id not in self._pixels:
-                    image = self.dataset.load_image(item_id).convert("RGB").resize((size, size), Image.BICUBIC)
-                    self._pixels[item_id] = np.asarray(image).transpose(2, 0, 1)
+                    self._pixels[item_id] = rgb_array(self.dataset.load_image(item_id), size).transpose(2, 0, 1)
                 pixels[b, k] = self._pixels[item_id]
                 present[b, k] = True
         return pixels, present

@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import EMAModel
-from PIL import Image
 from tqdm.auto import tqdm
 
 from tailorgen.common import atomic_dir, write_json
 from tailorgen.common.manifest import environment_versions, now_utc
 from tailorgen.data import Dataset
+from tailorgen.encoders.image import rgb_array
 from tailorgen.generation.conditioning import PersonalizationConditioner
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
@@ -149,9 +149,7 @@ class _SourceTargetImages:
                 self.truth = {i: {k: t[k][r] for k in ("silhouette_index", *LOOK)} for r, i in enumerate(t["item_id"])}
 
     def _catalog(self, item_id: str) -> np.ndarray:
-        return np.asarray(
-            self.dataset.load_image(item_id).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
-        )
+        return rgb_array(self.dataset.load_image(item_id), IMAGE_SIZE)
 
     def __call__(
         self, source_id: str, target_id: str, history: list[str] | None = None
@@ -199,9 +197,9 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
             for k in keys:
                 v = getattr(c, k).numpy()
                 parts[k].append(v.astype(np.float16) if v.dtype == np.float32 else v)
-            if history:  # uint8, a quarter of float32's memory
-                for k, v in zip(history, ctx.history_pixels([requests[i] for i in idx])):
-                    parts[k].append(v)
+            if history:  # pixels back to uint8, a quarter of float32's memory (exact: they came from uint8)
+                parts["history_pixels"].append(((c.history_pixels + 1) * 127.5).round().to(torch.uint8).numpy())
+                parts["history_mask"].append(c.history_mask.numpy())
             pairs = [
                 images(x, y, h if by_history and kind == "personalize" else None)
                 for x, y, h, kind in (chunk[i][1:] for i in idx)
