@@ -16,6 +16,7 @@ def test_a_short_training_run_saves_a_working_pipeline(tiny_generator):
     assert saved["config"]["train_seed"] == 5001
     assert report["counterfactual_targets"] is True
     assert np.isfinite(report["loss_curve"]).all()
+    assert report["look_loss_curve"] and np.isfinite(report["look_loss_curve"]).all()
     pipe = PersonalizedImagePipeline.from_pretrained(str(path))
     assert pipe.unet.config.cross_attention_dim == 32 and pipe.reads_source_image
     assert sum(p.numel() for p in pipe.conditioner.parameters()) == report["parameters"]["conditioner"]
@@ -92,3 +93,15 @@ def test_an_unknown_target_look_is_refused(small_shop):
 
     with pytest.raises(ValueError, match="target_look must be"):
         build_training_set(GeneratorTrainConfig(target_look="favourite"), ctx=None, rng=None)
+
+
+def test_colour_histogram_counts_each_colour_by_its_share_of_the_pixels():
+    import torch
+
+    from tailorgen.generation.train import colour_histogram
+
+    img = torch.full((1, 3, 4, 4), -1.0)  # black
+    img[0, 0, :, :1] = 1.0  # a red quarter
+    h = colour_histogram(img, levels=4)
+    assert h.shape == (1, 64) and torch.allclose(h.sum(1), torch.ones(1))
+    assert h[0, 0] == 0.75 and h[0, 3 * 16] == 0.25  # cell (r, g, b) = (3, 0, 0)

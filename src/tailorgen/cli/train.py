@@ -81,9 +81,35 @@ def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
     help="How many of the user's most recent history images the interest attention reads from their "
     "pixels (default: the config's; 0: none, as in the paper).",
 )
+@click.option(
+    "--look-loss-weight",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Weight of the auxiliary loss that makes the interest tokens predict the target's colour "
+    "histogram (default: the config's; 0: off).",
+)
+@click.option(
+    "--p-plain-text",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Share of personalize examples conditioned on the item's plain text, so that only the "
+    "interest tokens carry the user (default: the config's).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: training is slow on a CPU.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_generator_cmd(out, work_dir, steps, batch_size, examples, target_look, history_images, device, seed) -> None:
+def train_generator_cmd(
+    out,
+    work_dir,
+    steps,
+    batch_size,
+    examples,
+    target_look,
+    history_images,
+    look_loss_weight,
+    p_plain_text,
+    device,
+    seed,
+) -> None:
     """Train the personalized generator (pixel UNet + interest-attention conditioner) on its own shop.
 
     Examples come from users' histories: "personalize" (another item of the chosen item's category,
@@ -94,7 +120,14 @@ def train_generator_cmd(out, work_dir, steps, batch_size, examples, target_look,
     """
     from tailorgen.generation.train import GeneratorTrainConfig, train_generator
 
-    given = {"steps": steps, "batch_size": batch_size, "examples": examples, "history_images": history_images}
+    given = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "examples": examples,
+        "history_images": history_images,
+        "look_loss_weight": look_loss_weight,
+        "p_plain_text": p_plain_text,
+    }
     overrides = {k: v for k, v in given.items() if v is not None}
     cfg = GeneratorTrainConfig(seed=seed, target_look=target_look, **overrides)
     report = train_generator(cfg, out, work_dir, device=device)

@@ -20,7 +20,8 @@ Segments are dropped at random (interest tokens when the text is rewritten; the 
 by the plain text, keeping the interest tokens; all conditions for classifier-free guidance), so
 every I-AM-G ablation is in distribution and no personalize example is left without a user signal.
 Which parts train: the UNet and the conditioner (projections + interest attention) train
-together from scratch; the text encoder (MiniLM) and the image encoder are frozen.
+together from scratch; the text encoder (MiniLM) and the image encoder are frozen. With
+``look_loss_weight`` > 0 a linear head, used only here and never saved, also trains.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class GeneratorTrainConfig:
     history_images: int = 0
     p_reconstruct: float = 0.35
     p_plain_text: float = 0.25  # personalize examples conditioned on the plain (not rewritten) text
+    # Weight of an auxiliary loss on the interest tokens: a training-only linear head must predict
+    # the target image's colour histogram from them (look_levels per RGB channel). Without it the
+    # UNet learned to follow the rewrite's words and barely read the interest segment, so the
+    # fusion had no reason to carry what only images show (docs/benchmarks.md). 0: off.
+    look_loss_weight: float = 0.0
+    look_levels: int = 4
     p_drop_interest: float = 0.25
     p_drop_all: float = 0.1  # classifier-free guidance
     min_history: int = 3
@@ -87,6 +94,18 @@ class GeneratorTrainConfig:
     ema_decay: float = 0.999  # the ceiling; the decay warms up (diffusers' use_ema_warmup) so early weights fade
     seed: int = 0
     threads: int = 2
+
+
+def colour_histogram(images: torch.Tensor, levels: int) -> torch.Tensor:
+    """(B, 3, H, W) images in [-1, 1] -> (B, levels**3) share of pixels per RGB cell.
+
+    The cheapest summary of which colours an image shows and how much of each (a second colour
+    on a quarter of the fabric is a quarter of the mass), for any dataset, labels or not.
+    """
+    q = ((images + 1) / 2 * levels).long().clamp(0, levels - 1)
+    cell = (q[:, 0] * levels + q[:, 1]) * levels + q[:, 2]
+    counts = F.one_hot(cell.flatten(1), levels**3).sum(1).float()
+    return counts / counts.sum(1, keepdim=True)
 
 
 def _pick_examples(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, rng: np.random.Generator):
@@ -243,7 +262,12 @@ def train_generator(
         max_neighbours=max(8, data["text_neighbours"].shape[1]),
         history_images=ctx.settings.history_images,
     ).to(device)
+    # Training only, never saved: it exists to give the interest tokens a job (look_loss_weight).
+    look_head = torch.nn.Linear(cfg.cross_attention_dim, cfg.look_levels**3).to(device)
+    n_interest = data["text_neighbours"].shape[1]
     params = [*unet.parameters(), *conditioner.parameters()]
+    if cfg.look_loss_weight:
+        params += list(look_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     ema_unet, ema_cond = (
         EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3),
@@ -253,7 +277,7 @@ def train_generator(
         num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=cfg.prediction_type
     )
     lr_at = lambda s: cfg.lr * min(1, (s + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps))  # noqa: E731
-    losses = []
+    losses, look_losses = [], []
     bar = tqdm(range(cfg.steps), desc="train generator", unit="step", disable=not progress)
     # The whole training set lives on the training device (about 0.6 GB at the defaults).
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
@@ -281,6 +305,12 @@ def train_generator(
         pred = unet(noisy, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
         target = noise if cfg.prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, t)
         loss = F.mse_loss(pred, target)
+        keep = ~drop[:, 2]
+        if cfg.look_loss_weight and keep.any():
+            logits = look_head(tokens[keep, -n_interest:].mean(1))
+            look_loss = -(colour_histogram(x0[keep], cfg.look_levels) * F.log_softmax(logits, -1)).sum(-1).mean()
+            loss = loss + cfg.look_loss_weight * look_loss
+            look_losses.append(look_loss.item())
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
@@ -320,6 +350,8 @@ def train_generator(
             "conditioner": sum(p.numel() for p in conditioner.parameters()),
         },
         "loss_curve": [float(np.mean(losses[i : i + 100])) for i in range(0, len(losses), 100)],
+        # Cross-entropy of the look head against the target's colour histogram (look_loss_weight > 0).
+        "look_loss_curve": [float(np.mean(look_losses[i : i + 100])) for i in range(0, len(look_losses), 100)],
         "versions": environment_versions(),
     }
     # Built in a temporary folder and renamed into place: a crash never leaves half a pipeline.
