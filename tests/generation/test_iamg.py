@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from tailorgen.cli import main
 from tailorgen.data import Dataset
@@ -62,6 +63,16 @@ def test_generate_cli_single_and_batch(small_shop, tiny_generator, pair, tmp_pat
     record = json.loads((folder / "record.json").read_text())
     assert record["images"] == [f"{folder.name}/image_0.png", f"{folder.name}/image_1.png"]
     assert json.loads((tmp_path / "one" / "manifest.json").read_text())["seed"] == 0
+
+    # Interest guidance is a third branch: same seed, other images, recorded in the manifest.
+    res = runner.invoke(
+        main,
+        [*args, "--user", user, "--item", item, "--n", "1", "--interest-guidance", "6", "--out", str(tmp_path / "ig")],
+    )
+    assert res.exit_code == 0, res.output
+    guided = np.asarray(Image.open(tmp_path / "ig" / folder.name / "image_0.png"), dtype=float)
+    assert np.abs(guided - np.asarray(Image.open(folder / "image_0.png"), dtype=float)).max() > 0
+    assert json.loads((tmp_path / "ig" / "manifest.json").read_text())["config"]["interest_guidance"] == 6
 
     csv = tmp_path / "pairs.csv"
     other = Dataset(small_shop).items.column("item_id")[0].as_py()
