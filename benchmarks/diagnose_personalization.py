@@ -32,11 +32,9 @@ from tailorgen.data import Dataset
 from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, _pick, last_interaction_times
 from tailorgen.evaluation.judge import Judge
 from tailorgen.generation.iamg import METHODS, IAMGGenerator
-from tailorgen.generation.train import history_look
+from tailorgen.generation.train import LOOK, history_look
 from tailorgen.world import Oracle, WorldConfig
 from tailorgen.world.build import ensure_shop
-
-LOOK = ("colour", "pattern", "secondary_colour")
 
 
 def main() -> None:
@@ -102,8 +100,7 @@ def main() -> None:
                 line += f" | {a} {hit:.0%} ({1 / n_values[a]:.0%}) {part:+.2f}"
             print(line)
 
-    values = {a: len({t[a] for t in truth.values()}) for a in ("colour", "pattern")}
-    signal = {a: [] for a in values}
+    signal = {a: [] for a in ("colour", "pattern")}
     for h in histories.values():
         for j in range(3, len(h)):
             for a in signal:
@@ -112,7 +109,7 @@ def main() -> None:
     for a, hits in signal.items():
         print(
             f"training signal: next item's {a} = most frequent before it in {np.mean(hits):.0%}"
-            f" (chance {1 / values[a]:.0%})"
+            f" (chance {1 / n_values[a]:.0%})"
         )
 
 

@@ -262,12 +262,14 @@ def train_generator(
         max_neighbours=max(8, data["text_neighbours"].shape[1]),
         history_images=ctx.settings.history_images,
     ).to(device)
-    # Training only, never saved: it exists to give the interest tokens a job (look_loss_weight).
-    look_head = torch.nn.Linear(cfg.cross_attention_dim, cfg.look_levels**3).to(device)
-    n_interest = data["text_neighbours"].shape[1]
     params = [*unet.parameters(), *conditioner.parameters()]
     if cfg.look_loss_weight:
+        # Training only, never saved: it exists to give the interest tokens a job. Built only when
+        # used, since its initialization draws from torch's generator and would change every
+        # later draw (noise, timesteps) of a run without it.
+        look_head = torch.nn.Linear(cfg.cross_attention_dim, cfg.look_levels**3).to(device)
         params += list(look_head.parameters())
+        n_interest = data["text_neighbours"].shape[1]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     ema_unet, ema_cond = (
         EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3),
@@ -305,7 +307,7 @@ def train_generator(
         pred = unet(noisy, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
         target = noise if cfg.prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, t)
         loss = F.mse_loss(pred, target)
-        keep = ~drop[:, 2]
+        keep = ~drop[:, 2]  # the look head reads the interest tokens only where they were kept
         if cfg.look_loss_weight and keep.any():
             logits = look_head(tokens[keep, -n_interest:].mean(1))
             look_loss = -(colour_histogram(x0[keep], cfg.look_levels) * F.log_softmax(logits, -1)).sum(-1).mean()
