@@ -41,6 +41,7 @@ def tiny_generator(tmp_path_factory):
         lr=1e-3,
         history_images=8,  # the tests cover the history-image path too
         look_loss_weight=0.1,  # and the look head's auxiliary loss
+        reference_image=True,  # and the reference image's
     )
     report = train_generator(cfg, root / "gen", root / "work", progress=False)
     return root / "gen", report

@@ -187,8 +187,8 @@ def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny
     from tailorgen.generation.context import IAMGSettings
     from tailorgen.generation.iamg import trained_settings
 
-    # The tiny generator trained with the defaults, and 8 history images.
-    assert trained_settings(tiny_generator[0]) == IAMGSettings(history_images=8)
+    # The tiny generator trained with the defaults, 8 history images and a reference image.
+    assert trained_settings(tiny_generator[0]) == IAMGSettings(history_images=8, reference_image=True)
     other = tmp_path / "gen"
     shutil.copytree(tiny_generator[0], other)
     report = json.loads((other / "training_report.json").read_text())
@@ -203,9 +203,16 @@ def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny
     del report["iamg_settings"]["history_images"]
     (other / "training_report.json").write_text(json.dumps(report))
     assert trained_settings(other).history_images == 0
-    # Explicit settings win over the recorded ones.
-    explicit = IAMGGenerator(small_shop, other, settings=IAMGSettings(image_query_mix=0.2, history_images=8))
-    assert explicit.context.settings.image_query_mix == 0.2
+    # ... nor a reference image.
+    del report["iamg_settings"]["reference_image"]
+    (other / "training_report.json").write_text(json.dumps(report))
+    assert trained_settings(other).reference_image is False
+    # Explicit settings win over the recorded ones ...
+    settings = IAMGSettings(image_query_mix=0.2, history_images=8, reference_image=True)
+    assert IAMGGenerator(small_shop, other, settings=settings).context.settings.image_query_mix == 0.2
+    # ... but must feed the generator what it reads.
+    with pytest.raises(ValueError, match="reference_image=True"):
+        IAMGGenerator(small_shop, other, settings=IAMGSettings(history_images=8))
 
 
 def test_the_interest_tokens_read_the_users_most_recent_history_images(generator, pair):
@@ -230,3 +237,23 @@ def test_settings_and_generator_must_agree_on_history_images(small_shop, tiny_ge
     assert reads == 8
     with pytest.raises(ValueError, match="history images"):
         IAMGGenerator(small_shop, tiny_generator[0], settings=IAMGSettings(history_images=0))
+
+
+def test_the_reference_is_the_users_most_typical_recent_item(generator, pair):
+    ctx = generator.context
+    user, item = pair
+    request = ctx.request(user, item)
+    recent = request.history[-ctx.settings.reference_window :]
+    assert request.reference_item in recent and request.record()["reference_item"] == request.reference_item
+    # Closest of the recent items to the image retriever's query, the recency-weighted history.
+    query = ctx.image_query(item, request.history)
+    similarity = {i: float(ctx.image_retriever.embeddings[i] @ query) for i in recent}
+    assert similarity[request.reference_item] == max(similarity.values())
+    # The conditions carry its pixels; a user without history gets the "no reference" zeros.
+    empty = ctx.request(user, item, history=[])
+    assert empty.reference_item is None
+    c = ctx.conditions([request, empty])
+    size = ctx.settings.history_image_size
+    shown = np.asarray(ctx.dataset.load_image(request.reference_item).convert("RGB").resize((size, size)))
+    np.testing.assert_allclose(((c.reference_pixels[0] + 1) * 127.5).permute(1, 2, 0).numpy(), shown, atol=2)
+    assert not c.reference_pixels[1].any()

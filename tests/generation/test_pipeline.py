@@ -6,7 +6,7 @@ from diffusers import DDIMScheduler
 from tailorgen.generation import Conditions, PersonalizationConditioner, PersonalizedImagePipeline, build_unet
 
 
-def _tiny_pipeline(source_channels=0):
+def _tiny_pipeline(source_channels=0, reference_image=False):
     torch.manual_seed(0)
     unet = build_unet(
         image_size=16,
@@ -14,9 +14,15 @@ def _tiny_pipeline(source_channels=0):
         cross_attention_dim=32,
         attention_head_dim=8,
         source_channels=source_channels,
+        reference_channels=3 if reference_image else 0,
     )
     conditioner = PersonalizationConditioner(
-        embed_dim=24, cross_attention_dim=32, n_image_tokens=2, max_neighbours=4, fusion_heads=2
+        embed_dim=24,
+        cross_attention_dim=32,
+        n_image_tokens=2,
+        max_neighbours=4,
+        fusion_heads=2,
+        reference_image=reference_image,
     )
     return PersonalizedImagePipeline(
         unet=unet, scheduler=DDIMScheduler(num_train_timesteps=100), conditioner=conditioner
@@ -153,3 +159,40 @@ def test_interest_guidance_equal_to_guidance_is_plain_guidance_and_otherwise_amp
     assert not np.array_equal(plain, run(interest_guidance_scale=5.0))
     # Without the interest segment there is nothing to guide separately.
     np.testing.assert_array_equal(run(use=("text", "image")), run(use=("text", "image"), interest_guidance_scale=5.0))
+
+
+def test_the_reference_image_goes_with_the_interest_segment(tmp_path):
+    pipe = _tiny_pipeline(source_channels=3, reference_image=True)
+    assert pipe.reads_reference_image and pipe.reads_source_image
+    g = torch.Generator().manual_seed(0)
+    source = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    references = [torch.rand(2, 3, 16, 16, generator=g) * 2 - 1 for _ in range(2)]
+
+    def run(reference, **kw):
+        c = _conditions()
+        c.reference_pixels = reference
+        return pipe(c, image=source, num_inference_steps=2, latents=torch.zeros(2, 3, 16, 16), output_type="np", **kw)
+
+    # Another reference changes the full output, also when the interest tokens are guided on their own ...
+    assert not np.array_equal(run(references[0]), run(references[1]))
+    assert not np.array_equal(
+        run(references[0], interest_guidance_scale=4.0), run(references[1], interest_guidance_scale=4.0)
+    )
+    # ... and nothing where the interest segment is dropped (the rewrite-only ablation).
+    np.testing.assert_array_equal(run(references[0], use=("text", "image")), run(references[1], use=("text", "image")))
+    with pytest.raises(ValueError, match="reference_pixels"):
+        run(None)
+    # The flag travels with the saved pipeline, so a loaded one knows what its UNet reads.
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = PersonalizedImagePipeline.from_pretrained(tmp_path / "pipe")
+    assert loaded.reads_reference_image and loaded.reads_source_image
+
+
+def test_a_pipeline_without_a_reference_refuses_one():
+    pipe = _tiny_pipeline()
+    c = _conditions()
+    c.reference_pixels = torch.zeros(2, 3, 16, 16)
+    with pytest.raises(ValueError, match="reads no reference image"):
+        pipe(c, num_inference_steps=1)
+    # A reference alone (no source channels) is not mistaken for a source image.
+    assert not _tiny_pipeline(reference_image=True).reads_source_image

@@ -82,6 +82,12 @@ def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
     "pixels (default: the config's; 0: none, as in the paper).",
 )
 @click.option(
+    "--reference-image/--no-reference-image",
+    default=None,
+    help="Let the UNet read, with the interest segment, the pixels of the user's most typical recent "
+    "item (default: the config's, off).",
+)
+@click.option(
     "--look-loss-weight",
     type=click.FloatRange(min=0),
     default=None,
@@ -105,6 +111,7 @@ def train_generator_cmd(
     examples,
     target_look,
     history_images,
+    reference_image,
     look_loss_weight,
     p_plain_text,
     device,
@@ -125,6 +132,7 @@ def train_generator_cmd(
         "batch_size": batch_size,
         "examples": examples,
         "history_images": history_images,
+        "reference_image": reference_image,
         "look_loss_weight": look_loss_weight,
         "p_plain_text": p_plain_text,
     }

@@ -12,6 +12,12 @@
   Trained with 8 of them, the generator still barely read the interest segment and gained nothing
   over the rewrite (docs/benchmarks.md), so the shipped generator has none.
 
+With ``reference_image`` the interest segment also has pixels: the user's most typical recent item
+(``IAMGSettings.reference_image``), which the pipeline concatenates to the UNet's input and
+zeroes wherever the interest segment is dropped. The flag lives here, on the module that
+defines the segments, so a saved pipeline says what its UNet reads; this module does not touch
+the pixels.
+
 Each segment gets a learned type embedding. For classifier-free guidance and for the I-AM-G
 ablations, any segment can be dropped per sample: its tokens are replaced by a learned null
 token, so "no user information" is something the model has seen in training.
@@ -41,6 +47,7 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         text_dim: int | None = None,
         project_text: bool = True,
         history_images: int = 0,
+        reference_image: bool = False,
     ):
         super().__init__()
         d = cross_attention_dim

@@ -70,6 +70,17 @@ class IAMGSettings:
     # (GeneratorTrainConfig.history_images).
     history_images: int = 0
     history_image_size: int = 32
+    # Give the generator the pixels of one of the user's own items as a reference, with the
+    # interest segment: the item among the last ``reference_window`` of the history whose image
+    # embedding lies closest to the recency-weighted history (the image retriever's query), i.e.
+    # the user's most typical recent item. Words and embeddings name the look; a reference shows
+    # it, pattern and second colour included, where a convolution can copy it. On the training
+    # shop that item shows the look the history shows most in colour 74%, pattern 77% and second
+    # colour 49% of requests (chance 9%, 20%, 22%); the top catalog neighbour shows the second
+    # colour in 24%, since the frozen image encoder is blind to it (docs/benchmarks.md). Only a
+    # generator trained with it uses it (GeneratorTrainConfig.reference_image).
+    reference_image: bool = False
+    reference_window: int = 8
 
 
 @dataclass
@@ -87,6 +98,8 @@ class Request:
     history: list[str] = field(default_factory=list)
     # The items whose pixels the interest attention reads (IAMGSettings.history_images), most recent first.
     history_images: list[str] = field(default_factory=list)
+    # The user's item whose pixels the generator sees as a reference (IAMGSettings.reference_image).
+    reference_item: str | None = None
 
     def record(self) -> dict:
         out = asdict(self)
@@ -122,7 +135,7 @@ class PersonalizationContext:
         rows = dataset.items.select(["item_id", "title", "description"]).to_pylist()
         self.texts = {r["item_id"]: item_text(r) for r in rows}
         self.histories = dataset.user_histories()
-        self._pixels: dict[str, np.ndarray] = {}  # item_id -> (3, S, S) uint8, for history_pixels
+        self._pixels: dict[str, np.ndarray] = {}  # item_id -> (3, S, S) uint8: history and reference pixels
 
     def request(self, user_id: str, item_id: str, history: list[str] | None = None) -> Request:
         return self.requests([(user_id, item_id)], None if history is None else [history])[0]
@@ -149,7 +162,12 @@ class PersonalizationContext:
             if item_id not in self.texts:
                 raise KeyError(f"item '{item_id}' is not in {self.dataset.root}")
             profile = build_profile(user_id, history, self.item_tags, s.recency_half_life)
-            look = build_profile(user_id, history, self.item_tags, s.recency_half_life, modality="image")
+            # The image-tag profile only decides the look tags, so without look attributes it is not built.
+            look = (
+                build_profile(user_id, history, self.item_tags, s.recency_half_life, modality="image")
+                if s.look_attributes
+                else None
+            )
             own = self.item_tags[item_id].all
             user_tags = self.user_tags(profile, look, own, categories)
             partial.append((own, user_tags, self.rewriter.rewrite(self.texts[item_id], own, user_tags)))
@@ -161,13 +179,30 @@ class PersonalizationContext:
         text_nb = self.text_retriever.retrieve_vectors(q_text, s.k_neighbours, exclude=left_out)
         q_image = np.stack([self.image_query(i, h) for (_, i), h in zip(pairs, histories)])
         image_nb = self.image_retriever.retrieve_vectors(q_image, s.k_neighbours, exclude=left_out)
+        references = [self.reference_item(h, q) for h, q in zip(histories, q_image)]
         return [
-            Request(u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h, h[::-1][: s.history_images])
-            for (u, i), h, (own, user_tags, rewrite), t_nb, i_nb in zip(pairs, histories, partial, text_nb, image_nb)
+            Request(u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h, h[::-1][: s.history_images], ref)
+            for (u, i), h, (own, user_tags, rewrite), t_nb, i_nb, ref in zip(
+                pairs, histories, partial, text_nb, image_nb, references
+            )
         ]
 
+    def reference_item(self, history: list[str], query: np.ndarray) -> str | None:
+        """The user's most typical recent item: of the last ``reference_window``, the one closest to ``query``.
+
+        ``query`` is the image retriever's (the recency-weighted history), so the reference is the
+        image retriever's top hit among the user's own items. None when off or the history is empty.
+        """
+        if not self.settings.reference_image:
+            return None
+        recent = [h for h in history[-self.settings.reference_window :] if h in self.image_retriever.embeddings]
+        if not recent:
+            return None
+        scores = self.image_retriever.embeddings.rows(recent) @ query
+        return recent[int(np.argmax(scores))]  # first (oldest) of equals wins a tie: deterministic
+
     def user_tags(
-        self, profile: InterestProfile, look: InterestProfile, own: list[str], categories: set[str]
+        self, profile: InterestProfile, look: InterestProfile | None, own: list[str], categories: set[str]
     ) -> list[str]:
         """The rewrite's user tags: the top value of each look attribute, then the heaviest other tags.
 
@@ -214,7 +249,29 @@ class PersonalizationContext:
             pixels, present = self.history_pixels(requests)
             out.history_pixels = torch.from_numpy(pixels).float() / 127.5 - 1
             out.history_mask = torch.from_numpy(present)
+        if self.settings.reference_image:
+            pixels, present = self.reference_pixels(requests)
+            # 0 in the model's [-1, 1] range is the "no reference" input, as when the segment is dropped.
+            out.reference_pixels = torch.from_numpy(pixels).float() / 127.5 - 1
+            out.reference_pixels[~torch.from_numpy(present)] = 0
         return out
+
+    def item_pixels(self, item_id: str) -> np.ndarray:
+        """(3, S, S) uint8 pixels of a catalog item at ``history_image_size``, cached."""
+        if item_id not in self._pixels:
+            size = self.settings.history_image_size
+            self._pixels[item_id] = rgb_array(self.dataset.load_image(item_id), size).transpose(2, 0, 1)
+        return self._pixels[item_id]
+
+    def reference_pixels(self, requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 3, S, S) uint8 pixels of each request's reference item and a (B,) mask, False where there is none."""
+        size = self.settings.history_image_size
+        pixels = np.zeros((len(requests), 3, size, size), np.uint8)
+        present = np.array([r.reference_item is not None for r in requests])
+        for b, r in enumerate(requests):
+            if r.reference_item is not None:
+                pixels[b] = self.item_pixels(r.reference_item)
+        return pixels, present
 
     def history_pixels(self, requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
         """Pixels of each request's ``history_images`` (its last items, most recent first).
@@ -226,8 +283,6 @@ class PersonalizationContext:
         present = np.zeros((len(requests), n), bool)
         for b, r in enumerate(requests):
             for k, item_id in enumerate(r.history_images):
-                if item_id not in self._pixels:
-                    self._pixels[item_id] = rgb_array(self.dataset.load_image(item_id), size).transpose(2, 0, 1)
-                pixels[b, k] = self._pixels[item_id]
+                pixels[b, k] = self.item_pixels(item_id)
                 present[b, k] = True
         return pixels, present

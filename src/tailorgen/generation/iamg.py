@@ -64,8 +64,9 @@ def trained_settings(path: str | Path) -> IAMGSettings | None:
         return None
     # Generators trained before look_attributes existed learned from the paper's plain ranking.
     recorded["look_attributes"] = tuple(recorded.get("look_attributes", ()))
-    # ... and read no history images.
+    # ... and read no history images, nor a reference image.
     recorded.setdefault("history_images", 0)
+    recorded.setdefault("reference_image", False)
     return IAMGSettings(**recorded)
 
 
@@ -147,12 +148,18 @@ class IAMGGenerator:
             settings = trained_settings(self.pipeline_path)
         reads = pipeline.conditioner.config.get("history_images", 0)
         if settings is None and context is None:
-            settings = IAMGSettings(history_images=reads)
+            settings = IAMGSettings(history_images=reads, reference_image=pipeline.reads_reference_image)
         self.context = context or PersonalizationContext(dataset, settings, rewriter=rewriter, progress=progress)
         if self.context.settings.history_images != reads:
             raise ValueError(
                 f"the generator's conditioner reads {reads} history images, the settings give "
                 f"{self.context.settings.history_images}: set IAMGSettings.history_images={reads}"
+            )
+        if self.context.settings.reference_image != pipeline.reads_reference_image:
+            raise ValueError(
+                f"the generator {'reads' if pipeline.reads_reference_image else 'does not read'} a reference image,"
+                f" the settings say reference_image={self.context.settings.reference_image}:"
+                f" set IAMGSettings.reference_image={pipeline.reads_reference_image}"
             )
         self.guidance_scale = guidance_scale
         self.interest_guidance_scale = interest_guidance_scale

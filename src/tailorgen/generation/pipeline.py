@@ -40,6 +40,9 @@ class Conditions:
     # The user's most recent history images, for a conditioner with a history encoder.
     history_pixels: torch.Tensor | None = None  # (B, H, 3, S, S) in [-1, 1], most recent first
     history_mask: torch.Tensor | None = None  # (B, H) True for real images
+    # The user's reference item's pixels, for a UNet that reads them with the interest segment
+    # (``conditioner.config.reference_image``); zeros where a user has none.
+    reference_pixels: torch.Tensor | None = None  # (B, 3, S, S) in [-1, 1]
 
     def repeat(self, n: int) -> Conditions:
         return Conditions(*(None if t is None else t.repeat_interleave(n, dim=0) for t in self.__dict__.values()))
@@ -95,9 +98,18 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         return cls(unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae)
 
     @property
+    def reads_reference_image(self) -> bool:
+        """Whether the UNet also reads the user's reference image (``Conditions.reference_pixels``)."""
+        return bool(self.conditioner.config.get("reference_image", False))
+
+    @property
+    def reference_channels(self) -> int:
+        return 3 if self.reads_reference_image else 0
+
+    @property
     def reads_source_image(self) -> bool:
         """Whether ``__call__`` needs the item's own image (a UNet with extra input channels)."""
-        return self.unet.config.in_channels > self.unet.config.out_channels
+        return self.unet.config.in_channels > self.unet.config.out_channels + self.reference_channels
 
     @property
     def image_size(self) -> int:
@@ -170,9 +182,23 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
             ip_cond = ip if "image" in use else torch.zeros_like(ip)
             added_cond_kwargs = {"image_embeds": [torch.cat([torch.zeros_like(ip), *[ip_cond] * (n_branches - 1)])]}
 
-        # 2. The source image, in the space the UNet denoises (through the VAE's encoder in latent space).
+        # 2. The source image, in the space the UNet denoises (through the VAE's encoder in latent space),
+        # and the user's reference image, which goes with the interest segment: zeros in every
+        # branch that drops it, so guidance amplifies it as it does the interest tokens.
+        reference = None
+        if self.reads_reference_image:
+            if self.vae is not None:
+                raise ValueError("a reference image is read in pixel space only; this pipeline denoises latents")
+            if conditions.reference_pixels is None:
+                raise ValueError("this generator reads the user's reference image: give Conditions.reference_pixels")
+            r = conditions.reference_pixels.to(device=device, dtype=self.unet.dtype)
+            dropped = torch.zeros_like(r)
+            # Branch order: unconditional, [no interest,] conditional.
+            reference = [dropped] * (n_branches - 1) + [r if "interest" in use else dropped]
+        elif conditions.reference_pixels is not None:
+            raise ValueError("this generator reads no reference image; leave Conditions.reference_pixels out")
         source = None
-        extra = self.unet.config.in_channels - self.unet.config.out_channels
+        extra = self.unet.config.in_channels - self.unet.config.out_channels - self.reference_channels
         if extra:
             if image is None:
                 raise ValueError(f"this UNet reads the item's image ({extra} extra input channels): pass image=")
@@ -187,6 +213,9 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
             source = torch.cat([source] * n_branches)
         elif image is not None:
             raise ValueError("this UNet does not read a source image; leave image=None")
+        if reference is not None:
+            reference = torch.cat(reference)
+            source = reference if source is None else torch.cat([source, reference], dim=1)
 
         # 3. Start from Gaussian noise, in pixel space or (with a VAE) in latent space.
         shape = (b, *self.noise_shape)

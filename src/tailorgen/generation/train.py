@@ -69,6 +69,9 @@ class GeneratorTrainConfig:
     target_look: str = "history"
     # The user's last N history images the interest attention reads from their pixels (0: none).
     history_images: int = 0
+    # The UNet also reads the pixels of the user's most typical recent item with the interest
+    # segment (IAMGSettings.reference_image).
+    reference_image: bool = False
     p_reconstruct: float = 0.35
     p_plain_text: float = 0.25  # personalize examples conditioned on the plain (not rewritten) text
     # Weight of an auxiliary loss on the interest tokens: a training-only linear head must predict
@@ -195,6 +198,7 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
     images = _SourceTargetImages(ctx.dataset, cfg.seed, ctx.settings.recency_half_life)
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
     history = ("history_pixels", "history_mask") if ctx.settings.history_images else ()
+    history += ("reference", "reference_present") if ctx.settings.reference_image else ()
     parts: dict[str, list] = {k: [] for k in (*keys, *history, "source", "target", "keep_interest", "rewritten")}
     batch = 256
     by_history = cfg.target_look == "history"
@@ -216,9 +220,13 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
             for k in keys:
                 v = getattr(c, k).numpy()
                 parts[k].append(v.astype(np.float16) if v.dtype == np.float32 else v)
-            if history:  # pixels back to uint8, a quarter of float32's memory (exact: they came from uint8)
+            if ctx.settings.history_images:  # back to uint8: a quarter of the memory, exact (they were uint8)
                 parts["history_pixels"].append(((c.history_pixels + 1) * 127.5).round().to(torch.uint8).numpy())
                 parts["history_mask"].append(c.history_mask.numpy())
+            if ctx.settings.reference_image:
+                pixels, present = ctx.reference_pixels([requests[i] for i in idx])
+                parts["reference"].append(pixels.astype(np.uint8))
+                parts["reference_present"].append(present)
             pairs = [
                 images(x, y, h if by_history and kind == "personalize" else None)
                 for x, y, h, kind in (chunk[i][1:] for i in idx)
@@ -250,17 +258,22 @@ def train_generator(
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     shop = ensure_training_shop(cfg, work_dir, progress)
-    ctx = PersonalizationContext(Dataset(shop), IAMGSettings(history_images=cfg.history_images), progress=progress)
+    settings = IAMGSettings(history_images=cfg.history_images, reference_image=cfg.reference_image)
+    ctx = PersonalizationContext(Dataset(shop), settings, progress=progress)
     data = build_training_set(cfg, ctx, rng, progress)
     prep_seconds = time.perf_counter() - t0
     n = len(data["target"])
 
-    unet = build_unet(IMAGE_SIZE, cfg.block_out_channels, cfg.cross_attention_dim).to(device)
+    reference = ctx.settings.reference_image
+    unet = build_unet(
+        IMAGE_SIZE, cfg.block_out_channels, cfg.cross_attention_dim, reference_channels=3 if reference else 0
+    ).to(device)
     conditioner = PersonalizationConditioner(
         embed_dim=data["text_tokens"].shape[-1],
         cross_attention_dim=cfg.cross_attention_dim,
         max_neighbours=max(8, data["text_neighbours"].shape[1]),
         history_images=ctx.settings.history_images,
+        reference_image=reference,
     ).to(device)
     params = [*unet.parameters(), *conditioner.parameters()]
     if cfg.look_loss_weight:
@@ -284,8 +297,10 @@ def train_generator(
     # The whole training set lives on the training device (about 0.6 GB at the defaults).
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
     keys += ("history_pixels", "history_mask") if "history_pixels" in data else ()
+    pixels = ("reference", "reference_present") if reference else ()
     stored = {
-        k: torch.from_numpy(data[k]).to(device) for k in (*keys, "source", "target", "keep_interest", "rewritten")
+        k: torch.from_numpy(data[k]).to(device)
+        for k in (*keys, *pixels, "source", "target", "keep_interest", "rewritten")
     }
     for step in bar:
         idx = torch.from_numpy(rng.integers(0, n, cfg.batch_size)).to(device)
@@ -301,6 +316,9 @@ def train_generator(
         drop[:, 2] = ~stored["keep_interest"][idx] | (no_interest & stored["rewritten"][idx])
         drop[torch.from_numpy(rng.random(cfg.batch_size) < cfg.p_drop_all).to(device)] = True
         tokens, mask = conditioner(**batch, drop=drop)
+        if reference:  # the reference goes with the interest segment: zeros where that is dropped
+            shown = stored["reference_present"][idx] & ~drop[:, 2]
+            source = torch.cat([source, (stored["reference"][idx].float() / 127.5 - 1) * shown[:, None, None, None]], 1)
         noise = torch.randn_like(x0)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (cfg.batch_size,), device=device)
         noisy = torch.cat([noise_scheduler.add_noise(x0, noise, t), source], dim=1)

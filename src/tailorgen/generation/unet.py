@@ -13,6 +13,7 @@ def build_unet(
     attention_head_dim: int = 32,
     attention_levels: int = 1,
     source_channels: int = 3,
+    reference_channels: int = 0,
 ) -> UNet2DConditionModel:
     """Pixel-space UNet: at 32x32 a VAE would save little and cost a model to train, so none is used.
 
@@ -20,6 +21,8 @@ def build_unet(
     and, with ``source_channels=3``, as pixels concatenated to the noisy input, as in
     InstructPix2Pix. The pixels let the model keep the garment's exact shape while the conditions
     decide its colour and pattern; ``source_channels=0`` generates from the conditions alone.
+    ``reference_channels=3`` adds the user's reference image after the source (see
+    ``IAMGSettings.reference_image``): a pattern shown in pixels is one the convolutions can copy.
 
     Only the innermost ``attention_levels`` levels (and the middle block) attend, self and cross, to
     the [text | image | interest] tokens. On a 2-core CPU, attention at 16x16 made a training step
@@ -30,7 +33,7 @@ def build_unet(
         raise ValueError(f"attention_levels must be between 1 and {n}, got {attention_levels}")
     return UNet2DConditionModel(
         sample_size=image_size,
-        in_channels=3 + source_channels,
+        in_channels=3 + source_channels + reference_channels,
         out_channels=3,
         layers_per_block=layers_per_block,
         block_out_channels=tuple(block_out_channels),
