@@ -77,7 +77,7 @@ class IAMGSettings:
     # it, pattern and second colour included, where a convolution can copy it. On the training
     # shop that item shows the look the history shows most in colour 74%, pattern 77% and second
     # colour 49% of requests (chance 9%, 20%, 22%); the top catalog neighbour shows the second
-    # colour in 24%, since the frozen image encoder is blind to it (docs/benchmarks.md). Only a
+    # colour in 24%, since the frozen image encoder is blind to it (benchmarks/reference_candidates.py). Only a
     # generator trained with it uses it (GeneratorTrainConfig.reference_image).
     reference_image: bool = False
     reference_window: int = 8
