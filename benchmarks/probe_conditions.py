@@ -44,6 +44,26 @@ def probe(x: np.ndarray, y: np.ndarray, split: int) -> float:
     return float(clf.score(x[split:], y[split:]))
 
 
+def training_shop_requests(
+    work_dir: str, n: int, seed: int, settings: IAMGSettings | None = None
+) -> tuple[PersonalizationContext, dict, list[tuple[str, str, list[str]]]]:
+    """The training shop's context, its item truth and ``n`` random (user, catalog item, history before a position)."""
+    cfg = GeneratorTrainConfig()
+    ds = Dataset(ensure_training_shop(cfg, work_dir))
+    oracle = Oracle.load(ds.root)
+    truth = {i: oracle.item_attributes(i, visual_only=True) for i in ds.item_row}
+    ctx = PersonalizationContext(ds, settings)
+    rng = np.random.default_rng(seed)
+    items = list(truth)
+    positions = [(u, j) for u, h in ctx.histories.items() for j in range(cfg.min_history, len(h))]
+    chosen = rng.choice(len(positions), size=min(n, len(positions)), replace=False)
+    examples = []
+    for k in chosen:
+        u, j = positions[k]
+        examples.append((u, items[int(rng.integers(len(items)))], ctx.histories[u][:j]))
+    return ctx, truth, examples
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=3000)
@@ -53,19 +73,8 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = GeneratorTrainConfig()
-    shop = ensure_training_shop(cfg, args.work_dir)
-    ds, oracle = Dataset(shop), Oracle.load(shop)
-    truth = {i: oracle.item_attributes(i, visual_only=True) for i in ds.item_row}
-    ctx = PersonalizationContext(ds)
+    ctx, truth, examples = training_shop_requests(args.work_dir, args.examples, args.seed)
     half_life = ctx.settings.recency_half_life
-    rng = np.random.default_rng(args.seed)
-    items = list(truth)
-    positions = [(u, j) for u, h in ctx.histories.items() for j in range(cfg.min_history, len(h))]
-    chosen = rng.choice(len(positions), size=min(args.examples, len(positions)), replace=False)
-    examples = []
-    for k in chosen:
-        u, j = positions[k]
-        examples.append((u, items[int(rng.integers(len(items)))], ctx.histories[u][:j]))
     pairs, histories = [(u, x) for u, x, _ in examples], [h for *_, h in examples]
     exclude = [set(ctx.histories[u]) for u, *_ in examples]
     labels = dict(zip(LOOK, np.array([history_look(truth, h, half_life) for h in histories]).T))

@@ -3,7 +3,7 @@
     python benchmarks/reference_candidates.py
 
 For random (user, history position, catalog item) requests of the generator's training shop
-(seed 5001, sampled as benchmarks/probe_conditions.py does), the label is the look the history
+(seed 5001, sampled by benchmarks/probe_conditions.py's ``training_shop_requests``), the label is the look the history
 before that position shows most (recency-weighted, ``generation.train.history_look``: the
 training target's colour, pattern and second colour). Printed per candidate: the share of
 requests in which it shows the label's value of each attribute. The candidates: the top image
@@ -18,10 +18,9 @@ import argparse
 
 import numpy as np
 
-from tailorgen.data import Dataset
-from tailorgen.generation.context import IAMGSettings, PersonalizationContext
-from tailorgen.generation.train import LOOK, GeneratorTrainConfig, ensure_training_shop, history_look
-from tailorgen.world import Oracle
+from probe_conditions import training_shop_requests  # run as a script: benchmarks/ is on sys.path
+from tailorgen.generation.context import IAMGSettings
+from tailorgen.generation.train import LOOK, GeneratorTrainConfig, history_look
 
 
 def main() -> None:
@@ -31,17 +30,10 @@ def main() -> None:
     ap.add_argument("--work-dir", default="runs/work")
     args = ap.parse_args()
 
-    cfg = GeneratorTrainConfig()
-    shop = ensure_training_shop(cfg, args.work_dir)
-    ds, oracle = Dataset(shop), Oracle.load(shop)
-    truth = {i: oracle.item_attributes(i, visual_only=True) for i in ds.item_row}
-    ctx = PersonalizationContext(ds, IAMGSettings(reference_image=True))
-    rng = np.random.default_rng(args.seed)
-    items = list(truth)
-    positions = [(u, j) for u, h in ctx.histories.items() for j in range(cfg.min_history, len(h))]
-    chosen = rng.choice(len(positions), size=min(args.examples, len(positions)), replace=False)
-    examples = [(positions[k][0], items[int(rng.integers(len(items)))], positions[k]) for k in chosen]
-    histories = [ctx.histories[u][:j] for _, _, (u, j) in examples]
+    ctx, truth, examples = training_shop_requests(
+        args.work_dir, args.examples, args.seed, IAMGSettings(reference_image=True)
+    )
+    histories = [h for *_, h in examples]
     labels = [history_look(truth, h, ctx.settings.recency_half_life) for h in histories]
     requests = ctx.requests(
         [(u, x) for u, x, _ in examples], histories, exclude=[set(ctx.histories[u]) for u, *_ in examples]
@@ -57,7 +49,7 @@ def main() -> None:
         f"the reference (most typical of the last {window})": [r.reference_item for r in requests],
         f"ceiling: best of the last {window}, chosen with the truth": [best(h, v) for h, v in zip(histories, labels)],
     }
-    print(f"{len(requests)} requests of shop seed {cfg.train_seed}; share showing the label's value")
+    print(f"{len(requests)} requests of shop seed {GeneratorTrainConfig().train_seed}; share showing the label's value")
     for name, picks in candidates.items():
         hit = np.array([[truth[p][a] == v for a, v in zip(LOOK, label)] for p, label in zip(picks, labels)])
         print(
