@@ -88,6 +88,29 @@ def test_history_targets_take_the_look_the_users_history_shows(small_shop):
     assert np.mean([r["colour"] == w for r, w in zip(reads, want)]) > 0.9
 
 
+def test_the_training_set_records_its_texts_and_what_the_renderer_drew(small_shop):
+    """Both let a set be rebuilt elsewhere (scripts/device_train.py), so both must be what was used."""
+    from tailorgen.data import Dataset
+    from tailorgen.generation.context import IAMGSettings, PersonalizationContext
+    from tailorgen.generation.train import GeneratorTrainConfig, _SourceTargetImages, build_training_set
+
+    ctx = PersonalizationContext(Dataset(small_shop), IAMGSettings(), progress=False)
+    cfg = GeneratorTrainConfig(examples=40)
+    data = build_training_set(cfg, ctx, np.random.default_rng(0), progress=False)
+    tokens, mask = ctx.text_encoder.encode_tokens(list(data["text"]), max_length=data["text_mask"].shape[1])
+    assert np.array_equal(mask, data["text_mask"])
+    assert np.abs(tokens - data["text_tokens"].astype(np.float32)).max() < 0.01  # stored as float16
+    assert data["rewritten"].any() and not data["rewritten"].all()
+    item_texts = set(ctx.texts.values())
+    assert all((text in item_texts) != rewritten for text, rewritten in zip(data["text"], data["rewritten"]))
+    # Rendered again in order with the same seed, the recorded specs give back the very same pixels.
+    images = _SourceTargetImages(ctx.dataset, cfg.seed, ctx.settings.recency_half_life)
+    for i in range(len(data["target"])):
+        source, target = images.render(int(data["silhouette_index"][i]), [tuple(x) for x in data["looks"][i]])
+        assert np.array_equal(source.transpose(2, 0, 1), data["source"][i])
+        assert np.array_equal(target.transpose(2, 0, 1), data["target"][i])
+
+
 def test_an_unknown_target_look_is_refused(small_shop):
     from tailorgen.generation.train import GeneratorTrainConfig, build_training_set
 

@@ -173,20 +173,30 @@ class _SourceTargetImages:
     def _catalog(self, item_id: str) -> np.ndarray:
         return rgb_array(self.dataset.load_image(item_id), IMAGE_SIZE)
 
-    def __call__(
+    def render_spec(
         self, source_id: str, target_id: str, history: list[str] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """With ``history``, the target takes the look ``history`` shows most; otherwise ``target_id``'s look."""
-        if self.truth is None:
-            return self._catalog(source_id), self._catalog(target_id)
+    ) -> tuple[int, list[tuple[str, str, str]]]:
+        """What the renderer draws for an example: the source's silhouette index and its (source, target) looks.
+
+        With ``history``, the target takes the look ``history`` shows most; otherwise ``target_id``'s look.
+        """
         x = self.truth[source_id]
         look = (
             history_look(self.truth, history, self.recency_half_life)
             if history
             else tuple(self.truth[target_id][k] for k in LOOK)
         )
-        looks = [tuple(x[k] for k in LOOK), look]
-        source, target = render_looks(self.silhouettes[x["silhouette_index"]], looks, IMAGE_SIZE, self.rng)
+        return x["silhouette_index"], [tuple(x[k] for k in LOOK), look]
+
+    def __call__(
+        self, source_id: str, target_id: str, history: list[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.truth is None:
+            return self._catalog(source_id), self._catalog(target_id)
+        return self.render(*self.render_spec(source_id, target_id, history))
+
+    def render(self, silhouette: int, looks: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        source, target = render_looks(self.silhouettes[silhouette], looks, IMAGE_SIZE, self.rng)
         return source, target
 
 
@@ -199,7 +209,12 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
     history = ("history_pixels", "history_mask") if ctx.settings.history_images else ()
     history += ("reference", "reference_present") if ctx.settings.reference_image else ()
-    parts: dict[str, list] = {k: [] for k in (*keys, *history, "source", "target", "keep_interest", "rewritten")}
+    # The texts and, on a shop, what the renderer drew travel with the arrays, so the set can be
+    # rebuilt elsewhere from far fewer bytes (benchmarks/device_train.py).
+    spec = ("silhouette_index", "looks") if images.truth is not None else ()
+    parts: dict[str, list] = {
+        k: [] for k in (*keys, *history, "source", "target", "keep_interest", "rewritten", "text", *spec)
+    }
     batch = 256
     by_history = cfg.target_look == "history"
     for s in tqdm(range(0, len(examples), batch), desc="conditions", unit="batch", disable=not progress):
@@ -227,10 +242,20 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
                 pixels, present = ctx.reference_pixels([requests[i] for i in idx])
                 parts["reference"].append(pixels.astype(np.uint8))
                 parts["reference_present"].append(present)
-            pairs = [
-                images(x, y, h if by_history and kind == "personalize" else None)
-                for x, y, h, kind in (chunk[i][1:] for i in idx)
+            sources = [
+                (x, y, h if by_history and kind == "personalize" else None)
+                for _, x, y, h, kind in (chunk[i] for i in idx)
             ]
+            parts["text"].append(
+                np.array([r.item_text if use_plain else r.rewrite.text for r in (requests[i] for i in idx)])
+            )
+            if spec:
+                specs = [images.render_spec(*s) for s in sources]
+                pairs = [images.render(*sp) for sp in specs]
+                parts["silhouette_index"].append(np.array([s for s, _ in specs], np.int32))
+                parts["looks"].append(np.array([looks for _, looks in specs]))
+            else:
+                pairs = [images(*s) for s in sources]
             parts["source"].append(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2))
             parts["target"].append(np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2))
             parts["keep_interest"].append(np.array([chunk[i][4] == "personalize" for i in idx]))
@@ -253,6 +278,7 @@ def ensure_training_shop(cfg: GeneratorTrainConfig, work_dir: str | Path, progre
 def train_generator(
     cfg: GeneratorTrainConfig, out: str | Path, work_dir: str | Path, progress: bool = True, device: str = "cpu"
 ) -> dict:
+    """Build the generator's shop and training set, then train it (``fit_generator``)."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -261,10 +287,27 @@ def train_generator(
     settings = IAMGSettings(history_images=cfg.history_images, reference_image=cfg.reference_image)
     ctx = PersonalizationContext(Dataset(shop), settings, progress=progress)
     data = build_training_set(cfg, ctx, rng, progress)
-    prep_seconds = time.perf_counter() - t0
-    n = len(data["target"])
+    return fit_generator(cfg, data, ctx.settings, out, rng, time.perf_counter() - t0, progress, device)
 
-    reference = ctx.settings.reference_image
+
+def fit_generator(
+    cfg: GeneratorTrainConfig,
+    data: dict,
+    settings: IAMGSettings,
+    out: str | Path,
+    rng: np.random.Generator,
+    prep_seconds: float = 0.0,
+    progress: bool = True,
+    device: str = "cpu",
+) -> dict:
+    """Train the UNet and the conditioner on a prepared set (``build_training_set``) and save the pipeline.
+
+    ``rng`` draws the batches and the dropped segments; torch's generator draws the noise and the
+    timesteps (``train_generator`` seeds both).
+    """
+    t0 = time.perf_counter()
+    n = len(data["target"])
+    reference = settings.reference_image
     unet = build_unet(
         IMAGE_SIZE, cfg.block_out_channels, cfg.cross_attention_dim, reference_channels=3 if reference else 0
     ).to(device)
@@ -272,7 +315,7 @@ def train_generator(
         embed_dim=data["text_tokens"].shape[-1],
         cross_attention_dim=cfg.cross_attention_dim,
         max_neighbours=max(8, data["text_neighbours"].shape[1]),
-        history_images=ctx.settings.history_images,
+        history_images=settings.history_images,
         reference_image=reference,
     ).to(device)
     params = [*unet.parameters(), *conditioner.parameters()]
@@ -292,7 +335,7 @@ def train_generator(
         num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=cfg.prediction_type
     )
     lr_at = lambda s: cfg.lr * min(1, (s + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps))  # noqa: E731
-    losses, look_losses = [], []
+    losses, look_losses, pending = [], [], []
     bar = tqdm(range(cfg.steps), desc="train generator", unit="step", disable=not progress)
     # The whole training set lives on the training device (about 0.6 GB at the defaults).
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
@@ -339,8 +382,11 @@ def train_generator(
         opt.step()
         ema_unet.step(unet.parameters())
         ema_cond.step(conditioner.parameters())
-        losses.append(loss.item())
-        if step % 25 == 0:
+        # Kept on the device and read every 25 steps: reading each step would stall a GPU.
+        pending.append(loss.detach())
+        if step % 25 == 24 or step == cfg.steps - 1:
+            losses += torch.stack(pending).tolist()
+            pending = []
             bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
     ema_unet.copy_to(unet.parameters())
     ema_cond.copy_to(conditioner.parameters())
@@ -359,12 +405,12 @@ def train_generator(
         "config": dataclasses.asdict(cfg),
         "device": device,
         # Conditions are built with these; IAMGGenerator generates with the same (trained_settings).
-        "iamg_settings": dataclasses.asdict(ctx.settings),
+        "iamg_settings": dataclasses.asdict(settings),
         "examples": n,
         "personalize_examples": data["n_personalize"],
         "counterfactual_targets": data["counterfactual_targets"],
         "prep_seconds": round(prep_seconds, 1),
-        "train_seconds": round(time.perf_counter() - t0 - prep_seconds, 1),
+        "train_seconds": round(time.perf_counter() - t0, 1),
         "parameters": {
             "unet": sum(p.numel() for p in unet.parameters()),
             "conditioner": sum(p.numel() for p in conditioner.parameters()),
