@@ -17,6 +17,10 @@ reading each label off:
 - the mean of the K image neighbours for each image-query mix
   (``IAMGSettings.image_query_mix``: weight of the item's own image in the query).
 
+With ``--generator DIR`` (a generator trained with history images), also what its conditioner
+makes of them: the history CNN's features (mean over the user's last images) and the interest
+tokens (mean of the fusion's output).
+
 If a probe is near chance, the generator cannot learn that attribute from that condition,
 however long it trains. Also printed: the share of image neighbours that show the label, and how
 often the most frequent value over the last ``history_images`` items (the pixels the interest
@@ -67,7 +71,8 @@ def training_shop_requests(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=3000)
-    ap.add_argument("--mix", type=float, nargs="+", default=[0.5, 0.2, 0.0])
+    ap.add_argument("--mix", type=float, nargs="*", default=[0.5, 0.2, 0.0])
+    ap.add_argument("--generator", default=None, help="also probe this generator's history CNN and interest tokens")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work-dir", default="runs/work")
     args = ap.parse_args()
@@ -122,6 +127,50 @@ def main() -> None:
         for attr, label in labels.items():
             share = np.mean([[truth[i][attr] == v for i, _ in r.image_neighbours] for r, v in zip(requests, label)])
             line += f" {attr} probe {probe(image_nb, label, split):.2f} (neighbours showing it {share:.2f})"
+        print(line)
+
+    if args.generator:
+        probe_generator(args.generator, ctx, pairs, histories, exclude, labels, split)
+
+
+def probe_generator(path, ctx, pairs, histories, exclude, labels, split) -> None:
+    """Probe what a generator's conditioner makes of the history images: CNN features and interest tokens."""
+    import torch
+
+    from tailorgen.generation import PersonalizedImagePipeline
+    from tailorgen.generation.train import colour_histogram
+
+    conditioner = PersonalizedImagePipeline.from_pretrained(path).conditioner.eval()
+    n_images = conditioner.config.history_images
+    if not n_images:
+        raise SystemExit(f"{path}: this generator reads no history images")
+    ctx.settings.image_query_mix = IAMGSettings().image_query_mix
+    ctx.settings.history_images = n_images
+    features, interest, histograms = [], [], []
+    with torch.inference_mode():
+        for s in range(0, len(pairs), 256):
+            requests = ctx.requests(pairs[s : s + 256], histories[s : s + 256], exclude=exclude[s : s + 256])
+            c = ctx.conditions(requests)
+            b, h = c.history_pixels.shape[:2]
+            cnn = conditioner.history_encoder(c.history_pixels.flatten(0, 1)).view(b, h, -1)
+            real = c.history_mask.float()[..., None]
+            features.append(((cnn * real).sum(1) / real.sum(1).clamp_min(1)).numpy())
+            cells = colour_histogram(c.history_pixels.flatten(0, 1), 4).view(b, h, -1)
+            histograms.append(((cells * real).sum(1) / real.sum(1).clamp_min(1)).numpy())
+            tokens = cnn + conditioner.history_position.weight[:h]
+            fused = conditioner.fusion(
+                c.text_neighbours, c.image_neighbours, extra_image_tokens=tokens, extra_padding=~c.history_mask
+            )
+            interest.append(fused.mean(1).numpy())
+    features, interest, histograms = (np.concatenate(x) for x in (features, interest, histograms))
+    for name, x in (
+        ("history CNN (mean over images)", features),
+        ("interest tokens (mean)", interest),
+        ("the same images' colour histograms (mean; no model)", histograms),
+    ):
+        line = f"generator {path}, {name}:"
+        for attr, label in labels.items():
+            line += f" {attr} {probe(x, label, split):.2f}"
         print(line)
 
 
