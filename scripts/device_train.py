@@ -203,6 +203,7 @@ def train(args) -> None:
     sys.modules.setdefault("faiss", types.ModuleType("faiss"))
     import torch
 
+    from tailorgen.common import write_json
     from tailorgen.generation.context import IAMGSettings
     from tailorgen.generation.train import GeneratorTrainConfig, fit_generator
 
@@ -235,7 +236,7 @@ def train(args) -> None:
     progress = not args.quiet
     report = fit_generator(cfg, data, settings, args.out, rng, meta["prep_seconds"], progress, args.device)
     report["device_pack"] = {"rebuild_seconds": round(rebuild, 1), "renders_per_example": args.renders}
-    (Path(args.out) / "training_report.json").write_text(json.dumps(report, indent=2))
+    write_json(Path(args.out) / "training_report.json", report)  # temp file, then rename
     keys = ("examples", "train_seconds", "parameters")
     print(json.dumps({k: report[k] for k in keys} | {"steps": cfg.steps, "final_loss": report["loss_curve"][-1]}))
 
