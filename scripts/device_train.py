@@ -52,22 +52,12 @@ PLAIN = ("text_mask", "history_mask", "keep_interest", "rewritten", "looks")
 
 
 def pack(args) -> None:
-    import torch
-
-    from tailorgen.data import Dataset
-    from tailorgen.generation.context import IAMGSettings, PersonalizationContext
-    from tailorgen.generation.train import GeneratorTrainConfig, build_training_set, ensure_training_shop
+    from tailorgen.generation.train import GeneratorTrainConfig, prepare_training_set
 
     # As train_generator prepares it: the same seeds in the same order.
     cfg = GeneratorTrainConfig(history_images=args.history_images, examples=args.examples, seed=args.seed)
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
-    shop = ensure_training_shop(cfg, args.work_dir)
-    settings = IAMGSettings(history_images=cfg.history_images, reference_image=cfg.reference_image)
-    ctx = PersonalizationContext(Dataset(shop), settings)
-    data = build_training_set(cfg, ctx, rng)
+    data, ctx, _ = prepare_training_set(cfg, args.work_dir)
     sizes = write_pack(args.out, data, cfg, ctx, time.perf_counter() - t0)
     print(json.dumps({"examples": len(data["target"]), "MiB": sizes}))
 
@@ -171,9 +161,10 @@ def _render_chunk(args) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.stack([p[k] for p in pairs]).transpose(0, 3, 1, 2) for k in (0, 1))
 
 
-def unpack(pack_dir: Path, device: str, renders: int = 1, seed: int = 0) -> tuple[dict, dict]:
+def unpack(pack_dir: Path, device: str, renders: int = 1) -> tuple[dict, dict]:
     """The training set, rebuilt: (data for ``fit_generator``, the pack's meta)."""
     meta = json.loads((pack_dir / "meta.json").read_text())
+    seed = meta["config"]["seed"]
     z = dict(np.load(pack_dir / "set.npz"))
     data = {k: z[k] for k in PLAIN if k in z}
     z["image_neighbours_table"] = z["image_embedding_table"]
@@ -212,9 +203,8 @@ def train(args) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True  # as the convolutions already do; fp32 weights and outputs
     pack_dir = Path(args.pack)
     t0 = time.perf_counter()
-    meta = json.loads((pack_dir / "meta.json").read_text())
+    data, meta = unpack(pack_dir, args.device, args.renders)
     cfg_dict = meta["config"] | {"block_out_channels": tuple(meta["config"]["block_out_channels"])}
-    data, meta = unpack(pack_dir, args.device, args.renders, cfg_dict["seed"])
     rebuild = time.perf_counter() - t0
     print(f"rebuilt {len(data['target'])} examples in {rebuild:.0f} s", flush=True)
     cfg_dict |= {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items() if v is not None}
@@ -256,17 +246,11 @@ def compare_sets(original: dict, rebuilt: dict) -> dict:
 
 def check(args) -> None:
     """Build the pack's set again on the CPU and compare the rebuilt one with it (use a small pack)."""
-    import torch
-
-    from tailorgen.data import Dataset
-    from tailorgen.generation.context import IAMGSettings, PersonalizationContext
-    from tailorgen.generation.train import GeneratorTrainConfig, build_training_set, ensure_training_shop
+    from tailorgen.generation.train import GeneratorTrainConfig, prepare_training_set
 
     meta = json.loads((Path(args.pack) / "meta.json").read_text())
     cfg = GeneratorTrainConfig(**meta["config"] | {"block_out_channels": tuple(meta["config"]["block_out_channels"])})
-    torch.manual_seed(cfg.seed)
-    ctx = PersonalizationContext(Dataset(ensure_training_shop(cfg, args.work_dir)), IAMGSettings(**meta["settings"]))
-    original = build_training_set(cfg, ctx, np.random.default_rng(cfg.seed))
+    original, _, _ = prepare_training_set(cfg, args.work_dir)
     rebuilt, _ = unpack(Path(args.pack), "cpu")
     print(json.dumps(compare_sets(original, rebuilt), indent=2))
 

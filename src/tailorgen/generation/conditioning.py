@@ -9,8 +9,9 @@
   rewrite's tags nor the retrieved neighbours can say which second colour the user favours; the
   pixels of the last 8 items name it (their most frequent second colour is the one the whole
   history shows most, recency-weighted, in 70% of training requests: benchmarks/probe_conditions.py).
-  Trained with 8 of them, the generator still barely read the interest segment and gained nothing
-  over the rewrite (docs/benchmarks.md), so the shipped generator has none.
+  The shipped generator reads 8. Trained for an hour on a CPU, a generator barely read them;
+  trained 25 times longer on a GPU, the interest segment carries most of the user's look, though
+  still little of the second colour (docs/benchmarks.md, attempt 7).
 
 With ``reference_image`` the interest segment also has pixels: the user's most typical recent item
 (``IAMGSettings.reference_image``), which the pipeline concatenates to the UNet's input and

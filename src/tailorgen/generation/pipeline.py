@@ -25,6 +25,7 @@ from diffusers.loaders import IPAdapterMixin
 from PIL import Image
 
 from tailorgen.generation.conditioning import SEGMENTS, PersonalizationConditioner
+from tailorgen.generation.unet import REFERENCE_CHANNELS
 
 
 @dataclass
@@ -104,7 +105,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
 
     @property
     def reference_channels(self) -> int:
-        return 3 if self.reads_reference_image else 0
+        return REFERENCE_CHANNELS if self.reads_reference_image else 0
 
     @property
     def reads_source_image(self) -> bool:

@@ -47,7 +47,7 @@ from tailorgen.encoders.image import rgb_array
 from tailorgen.generation.conditioning import PersonalizationConditioner
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
-from tailorgen.generation.unet import build_unet
+from tailorgen.generation.unet import REFERENCE_CHANNELS, build_unet
 from tailorgen.interests import recency_weights
 from tailorgen.world import WorldConfig
 from tailorgen.world.build import ensure_shop
@@ -210,7 +210,7 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
     history = ("history_pixels", "history_mask") if ctx.settings.history_images else ()
     history += ("reference", "reference_present") if ctx.settings.reference_image else ()
     # The texts and, on a shop, what the renderer drew travel with the arrays, so the set can be
-    # rebuilt elsewhere from far fewer bytes (benchmarks/device_train.py).
+    # rebuilt elsewhere from far fewer bytes (scripts/device_train.py).
     spec = ("silhouette_index", "looks") if images.truth is not None else ()
     parts: dict[str, list] = {
         k: [] for k in (*keys, *history, "source", "target", "keep_interest", "rewritten", "text", *spec)
@@ -275,18 +275,28 @@ def ensure_training_shop(cfg: GeneratorTrainConfig, work_dir: str | Path, progre
     )
 
 
-def train_generator(
-    cfg: GeneratorTrainConfig, out: str | Path, work_dir: str | Path, progress: bool = True, device: str = "cpu"
-) -> dict:
-    """Build the generator's shop and training set, then train it (``fit_generator``)."""
-    t0 = time.perf_counter()
+def prepare_training_set(
+    cfg: GeneratorTrainConfig, work_dir: str | Path, progress: bool = True
+) -> tuple[dict, PersonalizationContext, np.random.Generator]:
+    """Seed, then build the generator's shop and its training set.
+
+    Returns (data, context, rng): ``fit_generator`` goes on drawing from ``rng``.
+    """
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     shop = ensure_training_shop(cfg, work_dir, progress)
     settings = IAMGSettings(history_images=cfg.history_images, reference_image=cfg.reference_image)
     ctx = PersonalizationContext(Dataset(shop), settings, progress=progress)
-    data = build_training_set(cfg, ctx, rng, progress)
+    return build_training_set(cfg, ctx, rng, progress), ctx, rng
+
+
+def train_generator(
+    cfg: GeneratorTrainConfig, out: str | Path, work_dir: str | Path, progress: bool = True, device: str = "cpu"
+) -> dict:
+    """Build the generator's shop and training set, then train it (``fit_generator``)."""
+    t0 = time.perf_counter()
+    data, ctx, rng = prepare_training_set(cfg, work_dir, progress)
     return fit_generator(cfg, data, ctx.settings, out, rng, time.perf_counter() - t0, progress, device)
 
 
@@ -309,7 +319,10 @@ def fit_generator(
     n = len(data["target"])
     reference = settings.reference_image
     unet = build_unet(
-        IMAGE_SIZE, cfg.block_out_channels, cfg.cross_attention_dim, reference_channels=3 if reference else 0
+        IMAGE_SIZE,
+        cfg.block_out_channels,
+        cfg.cross_attention_dim,
+        reference_channels=REFERENCE_CHANNELS if reference else 0,
     ).to(device)
     conditioner = PersonalizationConditioner(
         embed_dim=data["text_tokens"].shape[-1],

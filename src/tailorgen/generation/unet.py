@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from diffusers import UNet2DConditionModel
 
+REFERENCE_CHANNELS = 3  # the reference image is RGB pixels, like the source
+
 
 def build_unet(
     image_size: int = 32,
