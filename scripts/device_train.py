@@ -207,7 +207,15 @@ def train(args) -> None:
     cfg_dict = meta["config"] | {"block_out_channels": tuple(meta["config"]["block_out_channels"])}
     rebuild = time.perf_counter() - t0
     print(f"rebuilt {len(data['target'])} examples in {rebuild:.0f} s", flush=True)
-    cfg_dict |= {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items() if v is not None}
+    overrides = {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup_steps": args.warmup_steps,
+        "init_from": args.init_from,
+        "accent_loss_weight": args.accent_loss_weight,
+        "history_tokens": args.history_tokens or None,
+    }
+    cfg_dict |= {k: v for k, v in overrides.items() if v is not None}
     settings = IAMGSettings(**meta["settings"])
     if args.seconds:  # as many steps as fit the time, from the speed of a short run
         probe = GeneratorTrainConfig(**cfg_dict | {"steps": args.probe_steps, "warmup_steps": 1})
@@ -275,6 +283,10 @@ def main() -> None:
     a.add_argument("--batch-size", type=int, default=None)
     a.add_argument("--lr", type=float, default=None)
     a.add_argument("--renders", type=int, default=1, help="renders of each example (fresh pattern phases)")
+    a.add_argument("--warmup-steps", type=int, default=None)
+    a.add_argument("--init-from", default=None, help="fine-tune this saved pipeline instead of training from scratch")
+    a.add_argument("--accent-loss-weight", type=float, default=None, help="GeneratorTrainConfig.accent_loss_weight")
+    a.add_argument("--history-tokens", action="store_true", help="GeneratorTrainConfig.history_tokens")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(fn=train)
     a = sub.add_parser("check", help="compare the set rebuilt from a (small) pack with a fresh CPU build of it")

@@ -147,6 +147,35 @@ def test_a_history_conditioner_reads_the_users_recent_images_through_the_interes
         _tiny_pipeline().conditioner(**c, history_pixels=pixels, history_mask=present)
 
 
+def test_history_tokens_join_the_interest_segment_and_go_with_it():
+    torch.manual_seed(0)
+    kwargs = dict(embed_dim=24, cross_attention_dim=32, max_neighbours=4, fusion_heads=2, history_images=3)
+    plain = PersonalizationConditioner(**kwargs).eval()
+    cond = PersonalizationConditioner(**kwargs, history_tokens=True).eval()
+    cond.load_state_dict(plain.state_dict())  # the flag adds no weights
+    c = _conditions().conditioner_inputs("cpu")
+    pixels, present = _history()
+    present[0, 2] = False  # the first user has two history images
+    tokens, mask = cond(**c, history_pixels=pixels, history_mask=present)
+    base, base_mask = plain(**c, history_pixels=pixels, history_mask=present)
+    assert tokens.shape[1] == base.shape[1] + 3
+    torch.testing.assert_close(tokens[:, :-3], base)  # the fusion's tokens come first, unchanged
+    assert mask[:, -3:].tolist() == present.tolist()
+    # Each history token is that image's own: changing one image changes its token and no other history token.
+    other = pixels.clone()
+    other[:, 0] = -other[:, 0]
+    changed = cond(**c, history_pixels=other, history_mask=present)[0]
+    assert not torch.allclose(changed[:, -3], tokens[:, -3], atol=1e-4)
+    torch.testing.assert_close(changed[:, -2:], tokens[:, -2:])
+    # Dropping the interest segment drops them too: one null token, the rest masked out.
+    drop = torch.tensor([[False, False, True]] * 2)
+    dropped, dropped_mask = cond(**c, drop=drop, history_pixels=pixels, history_mask=present)
+    assert not dropped_mask[:, -3:].any()
+    torch.testing.assert_close(dropped, cond(**c, drop=drop, history_pixels=-pixels, history_mask=present)[0])
+    with pytest.raises(ValueError, match="needs history_images"):
+        PersonalizationConditioner(embed_dim=24, cross_attention_dim=32, history_tokens=True)
+
+
 def test_interest_guidance_equal_to_guidance_is_plain_guidance_and_otherwise_amplifies_the_interest():
     pipe = _tiny_pipeline()
 

@@ -128,3 +128,74 @@ def test_colour_histogram_counts_each_colour_by_its_share_of_the_pixels():
     h = colour_histogram(img, levels=4)
     assert h.shape == (1, 64) and torch.allclose(h.sum(1), torch.ones(1))
     assert h[0, 0] == 0.75 and h[0, 3 * 16] == 0.25  # cell (r, g, b) = (3, 0, 0)
+
+
+def test_main_and_accent_reads_a_garments_main_and_accent_colours_from_its_pixels():
+    import torch
+
+    from tailorgen.generation.train import main_and_accent
+    from tailorgen.world.attributes import COLOURS, NO_SECONDARY, PATTERNS
+    from tailorgen.world.render import render_looks
+    from tailorgen.world.silhouettes import SilhouetteBank
+
+    rng = np.random.default_rng(0)
+    bank = SilhouetteBank(use_fashion_mnist=False, seed=0)
+    names = list(COLOURS)
+    palette = np.array([COLOURS[c] for c in names], np.float32) / 255
+
+    def nearest(rgb):  # the palette colour that some shade of explains the summary best
+        x = (rgb + 1) / 2
+        distance = [min(np.linalg.norm(x - s * q) for s in np.linspace(0.7, 1.1, 9)) for q in palette]
+        return names[int(np.argmin(distance))]
+
+    looks = []
+    for _ in range(400):
+        main, accent = rng.choice(len(names), 2, replace=False)
+        pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
+        looks.append((names[main], pattern, NO_SECONDARY if pattern == "solid" else names[accent]))
+    images = [render_looks(bank.images[int(rng.integers(len(bank.images)))], [look], 32, rng)[0] for look in looks]
+    summary = main_and_accent(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1).numpy()
+    assert summary.shape == (400, 7)
+    assert np.mean([nearest(s[:3]) == look[0] for s, look in zip(summary, looks)]) > 0.9
+    solid = np.array([look[2] == NO_SECONDARY for look in looks])
+    assert summary[solid, 6].mean() < 0.03 and np.abs(summary[solid, 3:6]).mean() < 0.05
+    # Crisp patterns show their accent; a gradient fades into a tint of it, which the summary misses.
+    crisp = [i for i, look in enumerate(looks) if look[1] not in ("solid", "gradient")]
+    assert summary[crisp, 6].mean() > 0.1
+    assert np.mean([summary[i, 6] > 0.02 and nearest(summary[i, 3:6]) == looks[i][2] for i in crisp]) > 0.7
+
+
+def test_fine_tuning_a_saved_generator_with_the_accent_loss_and_history_tokens(tiny_generator):
+    import torch
+
+    from tailorgen.generation.train import GeneratorTrainConfig, train_generator
+
+    path, trained = tiny_generator
+    # The fixture's own config (same shop, same model shapes), continued from its weights.
+    base = trained["config"] | {
+        "block_out_channels": tuple(trained["config"]["block_out_channels"]),
+        "warmup_steps": 2,
+        "init_from": str(path),
+    }
+    out = path.parent / "fine-tuned"
+    report = train_generator(
+        GeneratorTrainConfig(**base | {"steps": 4, "accent_loss_weight": 1.0, "history_tokens": True}),
+        out,
+        path.parent / "work",
+        progress=False,
+    )
+    assert report["config"]["init_from"] == str(path)
+    assert report["accent_loss_curve"] and np.isfinite(report["accent_loss_curve"]).all()
+    before = PersonalizedImagePipeline.from_pretrained(str(path))
+    after = PersonalizedImagePipeline.from_pretrained(str(out))
+    # It starts from the saved weights (same shapes; history_tokens adds none), and training moved them.
+    assert not before.conditioner.config.history_tokens and after.conditioner.config.history_tokens
+    for name in ("unet", "conditioner"):
+        b, a = getattr(before, name).state_dict(), getattr(after, name).state_dict()
+        assert b.keys() == a.keys()
+    w = "history_encoder.0.weight"
+    assert not torch.equal(before.conditioner.state_dict()[w], after.conditioner.state_dict()[w])
+    with pytest.raises(ValueError, match="cannot fine-tune"):
+        train_generator(
+            GeneratorTrainConfig(**base | {"history_images": 0, "steps": 1}), out, path.parent / "work", progress=False
+        )

@@ -82,6 +82,12 @@ def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
     "pixels (default: the config's; 0: none, as in the paper).",
 )
 @click.option(
+    "--history-tokens/--no-history-tokens",
+    default=None,
+    help="Put the history images' tokens in the interest segment too, so the UNet attends to each of "
+    "them and not only to the fusion's outputs (default: the config's, off).",
+)
+@click.option(
     "--reference-image/--no-reference-image",
     default=None,
     help="Let the UNet read, with the interest segment, the pixels of the user's most typical recent "
@@ -94,6 +100,21 @@ def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
     help="Weight of the auxiliary loss that makes the interest tokens predict the target's colour "
     "histogram (default: the config's; 0: off).",
 )
+@click.option(
+    "--accent-loss-weight",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Weight of the auxiliary loss that makes the conditioner say each history image's and the "
+    "target's main and accent colour, read from the pixels without labels (default: the config's; 0: off).",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Fine-tune this saved generator instead of training from scratch (it must read as many "
+    "history images as --history-images says).",
+)
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default: the config's).")
 @click.option(
     "--p-plain-text",
     type=click.FloatRange(0, 1),
@@ -111,8 +132,12 @@ def train_generator_cmd(
     examples,
     target_look,
     history_images,
+    history_tokens,
     reference_image,
     look_loss_weight,
+    accent_loss_weight,
+    init_from,
+    lr,
     p_plain_text,
     device,
     seed,
@@ -134,8 +159,12 @@ def train_generator_cmd(
         "batch_size": batch_size,
         "examples": examples,
         "history_images": history_images,
+        "history_tokens": history_tokens,
         "reference_image": reference_image,
         "look_loss_weight": look_loss_weight,
+        "accent_loss_weight": accent_loss_weight,
+        "init_from": init_from,
+        "lr": lr,
         "p_plain_text": p_plain_text,
     }
     overrides = {k: v for k, v in given.items() if v is not None}

@@ -21,7 +21,9 @@ by the plain text, keeping the interest tokens; all conditions for classifier-fr
 every I-AM-G ablation is in distribution and no personalize example is left without a user signal.
 Which parts train: the UNet and the conditioner (projections + interest attention) train
 together from scratch; the text encoder (MiniLM) and the image encoder are frozen. With
-``look_loss_weight`` > 0 a linear head, used only here and never saved, also trains.
+``look_loss_weight`` > 0 a linear head, used only here and never saved, also trains; with
+``accent_loss_weight`` > 0 two more (``main_and_accent``). With ``init_from`` the UNet and the
+conditioner start from a saved generator (fine-tuning) instead of from scratch.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class GeneratorTrainConfig:
     target_look: str = "history"
     # The user's last N history images the interest attention reads from their pixels (0: none).
     history_images: int = 0
+    # The history images' tokens also join the interest segment, so the UNet attends to each of them
+    # directly (PersonalizationConditioner.history_tokens); otherwise only the fusion reads them.
+    history_tokens: bool = False
     # The UNet also reads the pixels of the user's most typical recent item with the interest
     # segment (IAMGSettings.reference_image).
     reference_image: bool = False
@@ -80,6 +85,15 @@ class GeneratorTrainConfig:
     # fusion had no reason to carry what only images show (docs/benchmarks.md). 0: off.
     look_loss_weight: float = 0.0
     look_levels: int = 4
+    # Weight of an auxiliary loss that asks the conditioner for each image's main and accent colour
+    # (``main_and_accent``; no labels): training-only linear heads read them off the history CNN's
+    # feature of every history image and off the interest tokens for the target. The target's second
+    # colour comes only from the history's pixels, and the CNN, trained through the denoising loss
+    # alone, learned colour and pattern but barely the accent (docs/benchmarks.md, attempt 7). 0: off.
+    accent_loss_weight: float = 0.0
+    # Start from a saved pipeline (fine-tuning) instead of from scratch; its conditioner must read
+    # as many history images as this run's settings.
+    init_from: str | None = None
     p_drop_interest: float = 0.25
     p_drop_all: float = 0.1  # classifier-free guidance
     min_history: int = 3
@@ -109,6 +123,69 @@ def colour_histogram(images: torch.Tensor, levels: int) -> torch.Tensor:
     cell = (q[:, 0] * levels + q[:, 1]) * levels + q[:, 2]
     counts = F.one_hot(cell.flatten(1), levels**3).sum(1).float()
     return counts / counts.sum(1, keepdim=True)
+
+
+def main_and_accent(images: torch.Tensor, tol: float = 0.35) -> torch.Tensor:
+    """(B, 3, S, S) images in [-1, 1] -> (B, 7): the garment's main colour, its accent colour, the accent's share.
+
+    A label-free summary of what a product image shows in colour: the background is what the
+    border shows; the garment is every other pixel, eroded by one so edges blended with the
+    background do not count; its main colour is the per-channel median; accent pixels are garment
+    pixels that no shade (x0.7 to x1.4) of the main colour explains. Colours are in [-1, 1]; an
+    image without accent pixels gets a zero accent colour. Why not a colour histogram: a second
+    colour on a quarter of the fabric is there too, but mixed with the main colour's cells and
+    split by shading, and nothing linear separates it (docs/benchmarks.md, attempt 7's probes).
+    """
+    x = (images.float() + 1) / 2  # [0, 1]
+    b = x.shape[0]
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
+    background = border.median(dim=2).values[:, :, None, None]
+    garment = (x - background).norm(dim=1, keepdim=True) > tol
+    garment = -F.max_pool2d(-garment.float(), 3, stride=1, padding=1) > 0.5  # erode by one pixel
+    pixels = x.flatten(2)  # (B, 3, N)
+    mask = garment.flatten(1)  # (B, N)
+    main = pixels.masked_fill(~mask[:, None], float("nan")).nanmedian(dim=2).values.nan_to_num(0.0)  # (B, 3)
+    scale = ((pixels * main[:, :, None]).sum(1) / (main * main).sum(1, keepdim=True).clamp_min(1e-6)).clamp(0.7, 1.4)
+    off_main = (pixels - scale[:, None] * main[:, :, None]).norm(dim=1) > tol
+    accent = mask & off_main
+    n_garment = mask.sum(1).clamp_min(1)
+    n_accent = accent.sum(1)
+    accent_colour = (pixels * accent[:, None]).sum(2) / n_accent.clamp_min(1)[:, None]
+    accent_colour = torch.where(n_accent[:, None] > 0, accent_colour * 2 - 1, 0.0)
+    share = (n_accent / n_garment).reshape(b, 1)
+    return torch.cat([main * 2 - 1, accent_colour, share], dim=1)
+
+
+def _accent_loss(predicted: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
+    """Squared error against ``main_and_accent``; the accent colour counts only where the image has one."""
+    err = (predicted - summary) ** 2
+    has_accent = (summary[:, 6] > 0.02).float()
+    return (err[:, :3].sum(1) + has_accent * err[:, 3:6].sum(1) + err[:, 6]).mean()
+
+
+def _interest_mean(tokens: torch.Tensor, mask: torch.Tensor, n_interest: int) -> torch.Tensor:
+    """Mean over the interest segment's real tokens (the last ``n_interest``; a short history pads)."""
+    m = mask[:, -n_interest:, None].float()
+    return (tokens[:, -n_interest:] * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+def _load_for_fine_tuning(path: str, settings: IAMGSettings, history_tokens: bool):
+    """(unet, conditioner) of a saved pipeline, checked against the settings the new set was built with.
+
+    ``history_tokens`` may be switched on: it adds no weights, only what the UNet attends to.
+    """
+    pipe = PersonalizedImagePipeline.from_pretrained(path)
+    conditioner = pipe.conditioner
+    if history_tokens != conditioner.config.history_tokens:
+        conditioner = PersonalizationConditioner.from_config(conditioner.config, history_tokens=history_tokens)
+        conditioner.load_state_dict(pipe.conditioner.state_dict())
+    got = {k: conditioner.config[k] for k in ("history_images", "reference_image")}
+    want = {"history_images": settings.history_images, "reference_image": settings.reference_image}
+    if got != want:
+        raise ValueError(
+            f"cannot fine-tune {path}: its conditioner reads {got}, but the training set was built for {want}"
+        )
+    return pipe.unet, conditioner
 
 
 def _pick_examples(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, rng: np.random.Generator):
@@ -318,19 +395,24 @@ def fit_generator(
     t0 = time.perf_counter()
     n = len(data["target"])
     reference = settings.reference_image
-    unet = build_unet(
-        IMAGE_SIZE,
-        cfg.block_out_channels,
-        cfg.cross_attention_dim,
-        reference_channels=REFERENCE_CHANNELS if reference else 0,
-    ).to(device)
-    conditioner = PersonalizationConditioner(
-        embed_dim=data["text_tokens"].shape[-1],
-        cross_attention_dim=cfg.cross_attention_dim,
-        max_neighbours=max(8, data["text_neighbours"].shape[1]),
-        history_images=settings.history_images,
-        reference_image=reference,
-    ).to(device)
+    if cfg.init_from:
+        unet, conditioner = _load_for_fine_tuning(cfg.init_from, settings, cfg.history_tokens)
+    else:
+        unet = build_unet(
+            IMAGE_SIZE,
+            cfg.block_out_channels,
+            cfg.cross_attention_dim,
+            reference_channels=REFERENCE_CHANNELS if reference else 0,
+        )
+        conditioner = PersonalizationConditioner(
+            embed_dim=data["text_tokens"].shape[-1],
+            cross_attention_dim=cfg.cross_attention_dim,
+            max_neighbours=max(8, data["text_neighbours"].shape[1]),
+            history_images=settings.history_images,
+            reference_image=reference,
+            history_tokens=cfg.history_tokens,
+        )
+    unet, conditioner = unet.to(device).train(), conditioner.to(device).train()
     params = [*unet.parameters(), *conditioner.parameters()]
     if cfg.look_loss_weight:
         # Training only, never saved: it exists to give the interest tokens a job. Built only when
@@ -338,7 +420,20 @@ def fit_generator(
         # later draw (noise, timesteps) of a run without it.
         look_head = torch.nn.Linear(cfg.cross_attention_dim, cfg.look_levels**3).to(device)
         params += list(look_head.parameters())
-        n_interest = data["text_neighbours"].shape[1]
+    # The interest segment: the fusion's K tokens, then (history_tokens) the H history images' tokens.
+    n_interest = data["text_neighbours"].shape[1] + (settings.history_images if cfg.history_tokens else 0)
+    accent_losses = []
+    if cfg.accent_loss_weight:  # training only, never saved; built only when used (see the look head)
+        d = cfg.cross_attention_dim
+        accent_heads = torch.nn.ModuleDict({"target": torch.nn.Linear(d, 7), "history": torch.nn.Linear(d, 7)})
+        accent_heads = accent_heads.to(device)
+        params += list(accent_heads.parameters())
+        history_features = {}
+        if conditioner.history_encoder is not None:
+            # The CNN's feature of each history image, before its position embedding.
+            hook = conditioner.history_encoder.register_forward_hook(
+                lambda module, args, output: history_features.__setitem__("h", output)
+            )
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     ema_unet, ema_cond = (
         EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3),
@@ -380,13 +475,26 @@ def fit_generator(
         noisy = torch.cat([noise_scheduler.add_noise(x0, noise, t), source], dim=1)
         pred = unet(noisy, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
         target = noise if cfg.prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, t)
-        loss = F.mse_loss(pred, target)
+        denoising_loss = F.mse_loss(pred, target)
+        loss = denoising_loss
         keep = ~drop[:, 2]  # the look head reads the interest tokens only where they were kept
         if cfg.look_loss_weight and keep.any():
-            logits = look_head(tokens[keep, -n_interest:].mean(1))
+            logits = look_head(_interest_mean(tokens[keep], mask[keep], n_interest))
             look_loss = -(colour_histogram(x0[keep], cfg.look_levels) * F.log_softmax(logits, -1)).sum(-1).mean()
             loss = loss + cfg.look_loss_weight * look_loss
             look_losses.append(look_loss.item())
+        if cfg.accent_loss_weight and keep.any():
+            accent_loss = _accent_loss(
+                accent_heads["target"](_interest_mean(tokens[keep], mask[keep], n_interest)), main_and_accent(x0[keep])
+            )
+            if "h" in history_features:
+                real = batch["history_mask"].flatten().bool()
+                seen = batch["history_pixels"].flatten(0, 1)[real]
+                accent_loss = accent_loss + _accent_loss(
+                    accent_heads["history"](history_features.pop("h")[real]), main_and_accent(seen)
+                )
+            loss = loss + cfg.accent_loss_weight * accent_loss
+            accent_losses.append(accent_loss.detach())
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
@@ -396,11 +504,13 @@ def fit_generator(
         ema_unet.step(unet.parameters())
         ema_cond.step(conditioner.parameters())
         # Kept on the device and read every 25 steps: reading each step would stall a GPU.
-        pending.append(loss.detach())
+        pending.append(denoising_loss.detach())
         if step % 25 == 24 or step == cfg.steps - 1:
             losses += torch.stack(pending).tolist()
             pending = []
             bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
+    if cfg.accent_loss_weight and conditioner.history_encoder is not None:
+        hook.remove()
     ema_unet.copy_to(unet.parameters())
     ema_cond.copy_to(conditioner.parameters())
     pipe = PersonalizedImagePipeline(
@@ -428,9 +538,14 @@ def fit_generator(
             "unet": sum(p.numel() for p in unet.parameters()),
             "conditioner": sum(p.numel() for p in conditioner.parameters()),
         },
+        # The denoising loss alone (v-prediction MSE); the auxiliary losses have their own curves.
         "loss_curve": [float(np.mean(losses[i : i + 100])) for i in range(0, len(losses), 100)],
         # Cross-entropy of the look head against the target's colour histogram (look_loss_weight > 0).
         "look_loss_curve": [float(np.mean(look_losses[i : i + 100])) for i in range(0, len(look_losses), 100)],
+        # Squared error of the accent heads (target and history images) with accent_loss_weight > 0.
+        "accent_loss_curve": [
+            float(torch.stack(accent_losses[i : i + 100]).mean()) for i in range(0, len(accent_losses), 100)
+        ],
         "versions": environment_versions(),
     }
     # Built in a temporary folder and renamed into place: a crash never leaves half a pipeline.
