@@ -34,7 +34,28 @@ from tailorgen.evaluation.judge import Judge
 from tailorgen.generation.iamg import METHODS, IAMGGenerator
 from tailorgen.generation.train import LOOK, history_look
 from tailorgen.world import Oracle, WorldConfig
+from tailorgen.world.attributes import NO_SECONDARY
 from tailorgen.world.build import ensure_shop
+
+
+def _second_colour_breakdown(reads, wanted, histories, truth) -> str:
+    """Where each output's judged second colour comes from: the user's top one, another one of the
+    user's history, none (a solid garment), or elsewhere. Which of these an output lands in says
+    whether the generator reads accents off the history at all, or reads them but not the top one.
+    """
+    where = collections.Counter()
+    for r, w, h in zip(reads, wanted, histories):
+        s = r["secondary_colour"]
+        if s == w["secondary_colour"]:
+            where["the user's top"] += 1
+        elif s == NO_SECONDARY:
+            where["none"] += 1
+        elif any(s == truth[x]["secondary_colour"] for x in h):
+            where["another of the history's"] += 1
+        else:
+            where["elsewhere"] += 1
+    order = ("the user's top", "another of the history's", "none", "elsewhere")
+    return ", ".join(f"{k} {where[k] / len(reads):.0%}" for k in order)
 
 
 def main() -> None:
@@ -77,7 +98,10 @@ def main() -> None:
 
     pairs = list(zip(users, targets))
     n_values = {a: len({t[a] for t in truth.values()}) for a in LOOK}
-    print("look attribute: share drawn in the history's top value (chance) / its part of the gain")
+    print(
+        "look attribute: share drawn in the history's top value (chance) / its part of the gain /"
+        " share that keeps the item's own value"
+    )
     for g, gi in itertools.product(args.guidance, args.interest_guidance):
         gen = IAMGGenerator(
             ds, args.generator, guidance_scale=g, interest_guidance_scale=gi, num_inference_steps=cfg.steps
@@ -97,8 +121,14 @@ def main() -> None:
                         for u, r, o in zip(users, reads, original)
                     ]
                 )
-                line += f" | {a} {hit:.0%} ({1 / n_values[a]:.0%}) {part:+.2f}"
+                # Kept from the item itself (its pixels are the UNet's input) rather than taken from the user.
+                own = np.mean([r[a] == truth[i][a] for r, i in zip(reads, targets)])
+                line += f" | {a} {hit:.0%} ({1 / n_values[a]:.0%}) {part:+.2f} own {own:.0%}"
             print(line)
+            print(
+                f"  {method} second colour: "
+                + _second_colour_breakdown(reads, wanted, [histories[u] for u in users], truth)
+            )
 
     signal = {a: [] for a in ("colour", "pattern")}
     for h in histories.values():
