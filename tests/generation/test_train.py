@@ -195,7 +195,8 @@ def test_fine_tuning_a_saved_generator_with_the_accent_loss_and_history_tokens(t
         assert b.keys() == a.keys()
     w = "history_encoder.0.weight"
     assert not torch.equal(before.conditioner.state_dict()[w], after.conditioner.state_dict()[w])
-    with pytest.raises(ValueError, match="cannot fine-tune"):
-        train_generator(
-            GeneratorTrainConfig(**base | {"history_images": 0, "steps": 1}), out, path.parent / "work", progress=False
-        )
+    for wrong in ({"history_images": 0}, {"cross_attention_dim": 64}):
+        with pytest.raises(ValueError, match="cannot fine-tune"):
+            train_generator(
+                GeneratorTrainConfig(**base | wrong | {"steps": 1}), out, path.parent / "work", progress=False
+            )

@@ -169,15 +169,16 @@ def _interest_mean(tokens: torch.Tensor, mask: torch.Tensor, n_interest: int) ->
     return (tokens[:, -n_interest:] * m).sum(1) / m.sum(1).clamp_min(1)
 
 
-def _load_for_fine_tuning(path: str, settings: IAMGSettings, history_tokens: bool):
-    """(unet, conditioner) of a saved pipeline, checked against the settings the new set was built with.
+def _load_for_fine_tuning(cfg: GeneratorTrainConfig, settings: IAMGSettings):
+    """(unet, conditioner) of a saved pipeline, checked against the run's config and the training set's settings.
 
     ``history_tokens`` may be switched on: it adds no weights, only what the UNet attends to.
     """
+    path = cfg.init_from
     pipe = PersonalizedImagePipeline.from_pretrained(path)
     conditioner = pipe.conditioner
-    if history_tokens != conditioner.config.history_tokens:
-        conditioner = PersonalizationConditioner.from_config(conditioner.config, history_tokens=history_tokens)
+    if cfg.history_tokens != conditioner.config.history_tokens:
+        conditioner = PersonalizationConditioner.from_config(conditioner.config, history_tokens=cfg.history_tokens)
         conditioner.load_state_dict(pipe.conditioner.state_dict())
     got = {k: conditioner.config[k] for k in ("history_images", "reference_image")}
     want = {"history_images": settings.history_images, "reference_image": settings.reference_image}
@@ -185,6 +186,14 @@ def _load_for_fine_tuning(path: str, settings: IAMGSettings, history_tokens: boo
         raise ValueError(
             f"cannot fine-tune {path}: its conditioner reads {got}, but the training set was built for {want}"
         )
+    # The report records the run's config as the model's: they must agree.
+    shapes = {
+        "block_out_channels": tuple(pipe.unet.config.block_out_channels),
+        "cross_attention_dim": pipe.unet.config.cross_attention_dim,
+    }
+    asked = {k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(cfg).items() if k in shapes}
+    if asked != shapes:
+        raise ValueError(f"cannot fine-tune {path}: it has {shapes}, but the config asks for {asked}; give its shapes")
     return pipe.unet, conditioner
 
 
@@ -396,7 +405,7 @@ def fit_generator(
     n = len(data["target"])
     reference = settings.reference_image
     if cfg.init_from:
-        unet, conditioner = _load_for_fine_tuning(cfg.init_from, settings, cfg.history_tokens)
+        unet, conditioner = _load_for_fine_tuning(cfg, settings)
     else:
         unet = build_unet(
             IMAGE_SIZE,
