@@ -204,7 +204,7 @@ def train(args) -> None:
     pack_dir = Path(args.pack)
     t0 = time.perf_counter()
     data, meta = unpack(pack_dir, args.device, args.renders)
-    cfg_dict = meta["config"] | {"block_out_channels": tuple(meta["config"]["block_out_channels"])}
+    cfg_dict = dict(meta["config"])
     rebuild = time.perf_counter() - t0
     print(f"rebuilt {len(data['target'])} examples in {rebuild:.0f} s", flush=True)
     overrides = {
@@ -218,7 +218,7 @@ def train(args) -> None:
     cfg_dict |= {k: v for k, v in overrides.items() if v is not None}
     settings = IAMGSettings(**meta["settings"])
     if args.seconds:  # as many steps as fit the time, from the speed of a short run
-        probe = GeneratorTrainConfig(**cfg_dict | {"steps": args.probe_steps, "warmup_steps": 1})
+        probe = GeneratorTrainConfig.from_dict(cfg_dict | {"steps": args.probe_steps, "warmup_steps": 1})
         rng = np.random.default_rng(0)
         report = fit_generator(probe, data, settings, "/tmp/probe", rng, progress=False, device=args.device)
         per_step = report["train_seconds"] / args.probe_steps
@@ -228,7 +228,7 @@ def train(args) -> None:
         )
     elif args.steps:
         cfg_dict["steps"] = args.steps
-    cfg = GeneratorTrainConfig(**cfg_dict)
+    cfg = GeneratorTrainConfig.from_dict(cfg_dict)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     progress = not args.quiet
@@ -257,7 +257,7 @@ def check(args) -> None:
     from tailorgen.generation.train import GeneratorTrainConfig, prepare_training_set
 
     meta = json.loads((Path(args.pack) / "meta.json").read_text())
-    cfg = GeneratorTrainConfig(**meta["config"] | {"block_out_channels": tuple(meta["config"]["block_out_channels"])})
+    cfg = GeneratorTrainConfig.from_dict(meta["config"])
     original, _, _ = prepare_training_set(cfg, args.work_dir)
     rebuilt, _ = unpack(Path(args.pack), "cpu")
     print(json.dumps(compare_sets(original, rebuilt), indent=2))

@@ -112,6 +112,11 @@ class GeneratorTrainConfig:
     seed: int = 0
     threads: int = 2
 
+    @classmethod
+    def from_dict(cls, config: dict) -> GeneratorTrainConfig:
+        """The config a training report or pack recorded (JSON turns the channel tuple into a list)."""
+        return cls(**config | {"block_out_channels": tuple(config["block_out_channels"])})
+
 
 def colour_histogram(images: torch.Tensor, levels: int) -> torch.Tensor:
     """(B, 3, H, W) images in [-1, 1] -> (B, levels**3) share of pixels per RGB cell.
@@ -191,7 +196,7 @@ def _load_for_fine_tuning(cfg: GeneratorTrainConfig, settings: IAMGSettings):
         "block_out_channels": tuple(pipe.unet.config.block_out_channels),
         "cross_attention_dim": pipe.unet.config.cross_attention_dim,
     }
-    asked = {k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(cfg).items() if k in shapes}
+    asked = {"block_out_channels": tuple(cfg.block_out_channels), "cross_attention_dim": cfg.cross_attention_dim}
     if asked != shapes:
         raise ValueError(f"cannot fine-tune {path}: it has {shapes}, but the config asks for {asked}; give its shapes")
     return pipe.unet, conditioner
@@ -431,7 +436,7 @@ def fit_generator(
         params += list(look_head.parameters())
     # The interest segment: the fusion's K tokens, then (history_tokens) the H history images' tokens.
     n_interest = data["text_neighbours"].shape[1] + (settings.history_images if cfg.history_tokens else 0)
-    accent_losses = []
+    accent_losses, hook = [], None
     if cfg.accent_loss_weight:  # training only, never saved; built only when used (see the look head)
         d = cfg.cross_attention_dim
         accent_heads = torch.nn.ModuleDict({"target": torch.nn.Linear(d, 7), "history": torch.nn.Linear(d, 7)})
@@ -518,7 +523,7 @@ def fit_generator(
             losses += torch.stack(pending).tolist()
             pending = []
             bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
-    if cfg.accent_loss_weight and conditioner.history_encoder is not None:
+    if hook is not None:
         hook.remove()
     ema_unet.copy_to(unet.parameters())
     ema_cond.copy_to(conditioner.parameters())
