@@ -55,7 +55,17 @@ def _second_colour_breakdown(reads, wanted, histories, truth) -> str:
         else:
             where["elsewhere"] += 1
     order = ("the user's top", "another of the history's", "none", "elsewhere")
-    return ", ".join(f"{k} {where[k] / len(reads):.0%}" for k in order)
+    # Solid garments score whenever the user's top is "none"; where it is a colour, only reading the
+    # history's accent (or chance) can draw it.
+    coloured = [
+        r["secondary_colour"] == w["secondary_colour"]
+        for r, w in zip(reads, wanted)
+        if w["secondary_colour"] != NO_SECONDARY
+    ]
+    line = ", ".join(f"{k} {where[k] / len(reads):.0%}" for k in order)
+    return (
+        line + f"; where the top is a colour (n={len(coloured)}): drawn in {np.mean(coloured) if coloured else 0:.0%}"
+    )
 
 
 def main() -> None:

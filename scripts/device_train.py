@@ -48,14 +48,16 @@ def _dedupe(a: np.ndarray, row_ndim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 TABLES = {"image_embedding": 1, "text_neighbours": 1, "image_neighbours": 1, "history_pixels": 3}
-PLAIN = ("text_mask", "history_mask", "keep_interest", "rewritten", "looks")
+PLAIN = ("text_mask", "history_mask", "history_accent", "keep_interest", "rewritten", "looks")
 
 
 def pack(args) -> None:
     from tailorgen.generation.train import GeneratorTrainConfig, prepare_training_set
 
     # As train_generator prepares it: the same seeds in the same order.
-    cfg = GeneratorTrainConfig(history_images=args.history_images, examples=args.examples, seed=args.seed)
+    cfg = GeneratorTrainConfig(
+        history_images=args.history_images, examples=args.examples, seed=args.seed, accent_film=args.accent_film
+    )
     t0 = time.perf_counter()
     data, ctx, _ = prepare_training_set(cfg, args.work_dir)
     sizes = write_pack(args.out, data, cfg, ctx, time.perf_counter() - t0)
@@ -214,6 +216,8 @@ def train(args) -> None:
         "init_from": args.init_from,
         "accent_loss_weight": args.accent_loss_weight,
         "history_tokens": args.history_tokens or None,
+        "history_accent": args.history_accent or None,
+        "accent_film": args.accent_film or None,
     }
     cfg_dict |= {k: v for k, v in overrides.items() if v is not None}
     settings = IAMGSettings(**meta["settings"])
@@ -272,6 +276,7 @@ def main() -> None:
     a.add_argument("--history-images", type=int, default=0)
     a.add_argument("--examples", type=int, default=16000)
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--accent-film", action="store_true", help="GeneratorTrainConfig.accent_film (packs the accent)")
     a.set_defaults(fn=pack)
     a = sub.add_parser("train", help="rebuild the set from a pack and train (fit_generator)")
     a.add_argument("--pack", required=True)
@@ -287,6 +292,8 @@ def main() -> None:
     a.add_argument("--init-from", default=None, help="fine-tune this saved pipeline instead of training from scratch")
     a.add_argument("--accent-loss-weight", type=float, default=None, help="GeneratorTrainConfig.accent_loss_weight")
     a.add_argument("--history-tokens", action="store_true", help="GeneratorTrainConfig.history_tokens")
+    a.add_argument("--history-accent", action="store_true", help="GeneratorTrainConfig.history_accent")
+    a.add_argument("--accent-film", action="store_true", help="GeneratorTrainConfig.accent_film")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(fn=train)
     a = sub.add_parser("check", help="compare the set rebuilt from a (small) pack with a fresh CPU build of it")

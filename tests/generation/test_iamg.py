@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -9,6 +10,7 @@ from tailorgen.cli import main
 from tailorgen.data import Dataset
 from tailorgen.generation.context import IAMGSettings
 from tailorgen.generation.iamg import METHODS, IAMGGenerator, noise_for
+from tailorgen.interests import recency_weights
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +239,30 @@ def test_settings_and_generator_must_agree_on_history_images(small_shop, tiny_ge
     assert reads == 8
     with pytest.raises(ValueError, match="history images"):
         IAMGGenerator(small_shop, tiny_generator[0], settings=IAMGSettings(history_images=0))
+
+
+def test_the_history_accent_is_read_from_the_whole_historys_pixels(small_shop, generator, pair):
+    from tailorgen.generation.context import PersonalizationContext
+    from tailorgen.interests.accent import ACCENT_TOL, history_accent, main_and_accent
+
+    ctx = PersonalizationContext(Dataset(small_shop), IAMGSettings(history_accent=True))
+    user, item = pair
+    request = ctx.request(user, item)
+    history = request.history
+    pixels = torch.from_numpy(np.stack([ctx.item_pixels(i) for i in history])).float() / 127.5 - 1
+    weights = np.array(recency_weights(len(history), ctx.settings.recency_half_life))
+    expected = history_accent(main_and_accent(pixels, accent_tol=ACCENT_TOL).numpy(), weights)
+    np.testing.assert_allclose(request.history_accent, expected, atol=1e-6)
+    assert request.record()["history_accent"] == request.history_accent
+    c = ctx.conditions([request, ctx.request(user, item, history=[])])
+    assert c.history_accent.shape == (2, 5) and not c.history_accent[1].any()  # no history, no accent
+    # Off by default: no accent is computed or passed.
+    assert generator.context.request(user, item).history_accent is None
+
+
+def test_settings_and_generator_must_agree_on_the_history_accent(small_shop, tiny_generator):
+    with pytest.raises(ValueError, match="history accent"):
+        IAMGGenerator(small_shop, tiny_generator[0], settings=IAMGSettings(history_images=8, history_accent=True))
 
 
 def test_the_reference_is_the_users_most_typical_recent_item(generator, pair):

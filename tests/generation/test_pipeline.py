@@ -176,6 +176,70 @@ def test_history_tokens_join_the_interest_segment_and_go_with_it():
         PersonalizationConditioner(embed_dim=24, cross_attention_dim=32, history_tokens=True)
 
 
+def test_the_accent_token_ends_the_interest_segment_and_goes_with_it():
+    torch.manual_seed(0)
+    kwargs = dict(embed_dim=24, cross_attention_dim=32, max_neighbours=4, fusion_heads=2)
+    plain = PersonalizationConditioner(**kwargs).eval()
+    cond = PersonalizationConditioner(**kwargs, history_accent=True).eval()
+    missing, unexpected = cond.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("accent_proj.") for k in missing)
+    c = _conditions()
+    c.history_accent = torch.tensor([[0.8, -0.8, -0.8, 1.0, 0.6], [0.0, 0.0, 0.0, 0.0, 0.7]])
+    tokens, mask = cond(**c.conditioner_inputs("cpu"))
+    base, _ = plain(**_conditions().conditioner_inputs("cpu"))
+    assert tokens.shape[1] == base.shape[1] + 1 and mask[:, -1].all()
+    torch.testing.assert_close(tokens[:, :-1], base)  # everything before it is unchanged
+    other = c.history_accent.flip(0)
+    c2 = _conditions()
+    c2.history_accent = other
+    changed = cond(**c2.conditioner_inputs("cpu"))[0]
+    assert not torch.allclose(changed[:, -1], tokens[:, -1])
+    torch.testing.assert_close(changed[:, :-1], tokens[:, :-1])
+    # Dropped with the interest segment (the rewrite-only ablation sees no accent).
+    drop = torch.tensor([[False, False, True]] * 2)
+    dropped, dropped_mask = cond(**c.conditioner_inputs("cpu"), drop=drop)
+    assert not dropped_mask[:, -1].any()
+    torch.testing.assert_close(dropped, cond(**c2.conditioner_inputs("cpu"), drop=drop)[0])
+    # A Conditions without it is refused, and so is an accent given to a conditioner without the token.
+    with pytest.raises(ValueError, match="give history_accent"):
+        cond(**_conditions().conditioner_inputs("cpu"))
+    with pytest.raises(ValueError, match="leave history_accent out"):
+        plain(**c.conditioner_inputs("cpu"))
+    # It repeats with the rest for n images per request.
+    assert c.repeat(3).history_accent.shape == (6, 5)
+
+
+def test_a_unet_with_an_accent_embedding_reads_the_history_accent_with_the_interest_segment():
+    from tailorgen.generation.unet import add_accent_embedding, reads_accent
+
+    # 64 channels in 32 GroupNorm groups: with one channel per group (the fixture's 32) the norm
+    # after the time embedding removes any per-channel shift, the accent's included.
+    pipe = _tiny_pipeline()
+    torch.manual_seed(0)
+    pipe.unet = build_unet(16, (32, 64), 32, attention_head_dim=8, source_channels=0)
+    noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+
+    def run(p, accent, **kw):
+        c = _conditions()
+        c.history_accent = accent
+        return p(c, num_inference_steps=2, latents=noise, output_type="np", **kw)
+
+    red, blue = torch.tensor([[0.8, -0.8, -0.8, 1.0, 0.6]] * 2), torch.tensor([[-0.7, -0.3, 0.9, 1.0, 0.6]] * 2)
+    grown = PersonalizedImagePipeline(
+        unet=add_accent_embedding(pipe.unet, 5), scheduler=pipe.scheduler, conditioner=pipe.conditioner
+    )
+    assert reads_accent(grown.unet) and grown.reads_history_accent and not pipe.reads_history_accent
+    # Added at zero: it draws exactly what the UNet it grew from drew, whatever the accent.
+    np.testing.assert_allclose(run(grown, red), run(pipe, None), atol=1e-6)
+    with torch.no_grad():
+        torch.nn.init.normal_(grown.unet.class_embedding.linear_2.weight, std=5.0)
+    # Once trained, the accent changes the full output, and nothing where the interest segment is dropped.
+    assert not np.array_equal(run(grown, red), run(grown, blue))
+    np.testing.assert_array_equal(run(grown, red, use=("text", "image")), run(grown, blue, use=("text", "image")))
+    with pytest.raises(ValueError, match="history_accent"):
+        run(grown, None)
+
+
 def test_interest_guidance_equal_to_guidance_is_plain_guidance_and_otherwise_amplifies_the_interest():
     pipe = _tiny_pipeline()
 

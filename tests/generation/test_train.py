@@ -130,42 +130,7 @@ def test_colour_histogram_counts_each_colour_by_its_share_of_the_pixels():
     assert h[0, 0] == 0.75 and h[0, 3 * 16] == 0.25  # cell (r, g, b) = (3, 0, 0)
 
 
-def test_main_and_accent_reads_a_garments_main_and_accent_colours_from_its_pixels():
-    import torch
-
-    from tailorgen.generation.train import main_and_accent
-    from tailorgen.world.attributes import COLOURS, NO_SECONDARY, PATTERNS
-    from tailorgen.world.render import render_looks
-    from tailorgen.world.silhouettes import SilhouetteBank
-
-    rng = np.random.default_rng(0)
-    bank = SilhouetteBank(use_fashion_mnist=False, seed=0)
-    names = list(COLOURS)
-    palette = np.array([COLOURS[c] for c in names], np.float32) / 255
-
-    def nearest(rgb):  # the palette colour that some shade of explains the summary best
-        x = (rgb + 1) / 2
-        distance = [min(np.linalg.norm(x - s * q) for s in np.linspace(0.7, 1.1, 9)) for q in palette]
-        return names[int(np.argmin(distance))]
-
-    looks = []
-    for _ in range(400):
-        main, accent = rng.choice(len(names), 2, replace=False)
-        pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
-        looks.append((names[main], pattern, NO_SECONDARY if pattern == "solid" else names[accent]))
-    images = [render_looks(bank.images[int(rng.integers(len(bank.images)))], [look], 32, rng)[0] for look in looks]
-    summary = main_and_accent(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1).numpy()
-    assert summary.shape == (400, 7)
-    assert np.mean([nearest(s[:3]) == look[0] for s, look in zip(summary, looks)]) > 0.9
-    solid = np.array([look[2] == NO_SECONDARY for look in looks])
-    assert summary[solid, 6].mean() < 0.03 and np.abs(summary[solid, 3:6]).mean() < 0.05
-    # Crisp patterns show their accent; a gradient fades into a tint of it, which the summary misses.
-    crisp = [i for i, look in enumerate(looks) if look[1] not in ("solid", "gradient")]
-    assert summary[crisp, 6].mean() > 0.1
-    assert np.mean([summary[i, 6] > 0.02 and nearest(summary[i, 3:6]) == looks[i][2] for i in crisp]) > 0.7
-
-
-def test_fine_tuning_a_saved_generator_with_the_accent_loss_and_history_tokens(tiny_generator):
+def test_fine_tuning_a_saved_generator_with_every_accent_option(tiny_generator):
     import torch
 
     from tailorgen.generation.train import GeneratorTrainConfig, train_generator
@@ -175,7 +140,11 @@ def test_fine_tuning_a_saved_generator_with_the_accent_loss_and_history_tokens(t
     base = trained["config"] | {"warmup_steps": 2, "init_from": str(path)}
     out = path.parent / "fine-tuned"
     report = train_generator(
-        GeneratorTrainConfig.from_dict(base | {"steps": 4, "accent_loss_weight": 1.0, "history_tokens": True}),
+        GeneratorTrainConfig.from_dict(
+            base
+            | {"steps": 4, "accent_loss_weight": 1.0, "history_tokens": True}
+            | {"history_accent": True, "accent_film": True, "accent_pixel_weight": 2.0}
+        ),
         out,
         path.parent / "work",
         progress=False,
@@ -184,14 +153,26 @@ def test_fine_tuning_a_saved_generator_with_the_accent_loss_and_history_tokens(t
     assert report["accent_loss_curve"] and np.isfinite(report["accent_loss_curve"]).all()
     before = PersonalizedImagePipeline.from_pretrained(str(path))
     after = PersonalizedImagePipeline.from_pretrained(str(out))
-    # It starts from the saved weights (same shapes; history_tokens adds none), and training moved them.
+    # It starts from the saved weights (same shapes; history_tokens adds none, the accent token its
+    # projection), and training moved them.
     assert not before.conditioner.config.history_tokens and after.conditioner.config.history_tokens
+    assert not before.conditioner.config.history_accent and after.conditioner.config.history_accent
+    assert report["iamg_settings"]["history_accent"]
     for name in ("unet", "conditioner"):
         b, a = getattr(before, name).state_dict(), getattr(after, name).state_dict()
-        assert b.keys() == a.keys()
+        new = {k for k in a.keys() - b.keys() if not k.startswith(("accent_proj.", "class_embedding."))}
+        assert new == set() and b.keys() <= a.keys()
+    assert any(k.startswith("accent_proj.") for k in after.conditioner.state_dict())
+    assert not before.reads_history_accent and after.reads_history_accent
+    assert any(k.startswith("class_embedding.") for k in after.unet.state_dict())
+    # The UNet's accent embedding starts at zero and training moved it.
+    assert after.unet.class_embedding.linear_2.weight.abs().sum() > 0
     w = "history_encoder.0.weight"
     assert not torch.equal(before.conditioner.state_dict()[w], after.conditioner.state_dict()[w])
-    for wrong in ({"history_images": 0}, {"cross_attention_dim": 64}):
+    # A UNet that reads the accent cannot be fine-tuned as one that does not.
+    as_before_but_film = {"init_from": str(out), "history_tokens": True, "history_accent": True}
+    wrongs = ({"history_images": 0}, {"cross_attention_dim": 64}, as_before_but_film)
+    for wrong in wrongs:
         with pytest.raises(ValueError, match="cannot fine-tune"):
             train_generator(
                 GeneratorTrainConfig.from_dict(base | wrong | {"steps": 1}), out, path.parent / "work", progress=False

@@ -88,6 +88,24 @@ def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
     "them and not only to the fusion's outputs (default: the config's, off).",
 )
 @click.option(
+    "--history-accent/--no-history-accent",
+    default=None,
+    help="Give the interest segment one more token: the accent (second) colour the user's whole history "
+    "shows most, read from the items' pixels without labels (default: the config's, off).",
+)
+@click.option(
+    "--accent-film/--no-accent-film",
+    default=None,
+    help="Let the UNet read that history accent in its ResNet blocks, through its class embedding "
+    "(default: the config's, off).",
+)
+@click.option(
+    "--accent-pixel-weight",
+    type=float,
+    default=None,
+    help="Extra weight of the denoising loss on the target's accent pixels (default: the config's, 0).",
+)
+@click.option(
     "--reference-image/--no-reference-image",
     default=None,
     help="Let the UNet read, with the interest segment, the pixels of the user's most typical recent "
@@ -133,6 +151,9 @@ def train_generator_cmd(
     target_look,
     history_images,
     history_tokens,
+    history_accent,
+    accent_film,
+    accent_pixel_weight,
     reference_image,
     look_loss_weight,
     accent_loss_weight,
@@ -160,6 +181,9 @@ def train_generator_cmd(
         "examples": examples,
         "history_images": history_images,
         "history_tokens": history_tokens,
+        "history_accent": history_accent,
+        "accent_film": accent_film,
+        "accent_pixel_weight": accent_pixel_weight,
         "reference_image": reference_image,
         "look_loss_weight": look_loss_weight,
         "accent_loss_weight": accent_loss_weight,

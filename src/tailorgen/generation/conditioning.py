@@ -19,6 +19,12 @@ text-neighbour queries pass on a mix dominated by the retrieved images: with an 
 the CNN's features held the second colour (probe 0.48, base rate 0.22) while the interest tokens
 still did not (0.29; docs/benchmarks.md, attempt 8).
 
+With ``history_accent`` the interest segment ends with one more token: the accent colour the user's
+whole history shows most, computed from the items' pixels without labels
+(``interests.accent.history_accent``, ``IAMGSettings.history_accent``). A colour the UNet can
+paint wants little reading: the token is an MLP of the colour itself, where the history CNN had
+to learn the accent through the denoising loss and held it poorly (attempts 7 and 8).
+
 With ``reference_image`` the interest segment also has pixels: the user's most typical recent item
 (``IAMGSettings.reference_image``), which the pipeline concatenates to the UNet's input and
 zeroes wherever the interest segment is dropped. The flag lives here, on the module that
@@ -38,6 +44,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from tailorgen.fusion import InterestAttention
+from tailorgen.interests.accent import HISTORY_ACCENT_DIM
 
 SEGMENTS = ("text", "image", "interest")
 
@@ -56,6 +63,7 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         history_images: int = 0,
         reference_image: bool = False,
         history_tokens: bool = False,
+        history_accent: bool = False,
     ):
         super().__init__()
         d = cross_attention_dim
@@ -88,6 +96,9 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
             self.history_position = nn.Embedding(history_images, d)  # most recent first
         elif history_tokens:
             raise ValueError("history_tokens=True needs history_images > 0")
+        self.accent_proj = None
+        if history_accent:
+            self.accent_proj = nn.Sequential(nn.Linear(HISTORY_ACCENT_DIM, d), nn.GELU(), nn.Linear(d, d))
         self.segment = nn.Embedding(len(SEGMENTS), d)
         self.null = nn.Parameter(torch.zeros(len(SEGMENTS), d))
         nn.init.normal_(self.null, std=0.02)
@@ -102,10 +113,12 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         drop: torch.Tensor | None = None,  # (B, 3) True where that segment is dropped
         history_pixels: torch.Tensor | None = None,  # (B, H, 3, S, S) in [-1, 1], most recent first
         history_mask: torch.Tensor | None = None,  # (B, H) True for real images (a short history pads)
+        history_accent: torch.Tensor | None = None,  # (B, 5) interests.accent.history_accent per request
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (tokens (B, L + n_image + K [+ H], D), attention mask (B, L + n_image + K [+ H])).
+        """Returns (tokens (B, L + n_image + K [+ H] [+ 1], D), attention mask of the same length).
 
-        With ``history_tokens`` the interest segment ends with the H history images' tokens.
+        With ``history_tokens`` the interest segment goes on with the H history images' tokens, and
+        with ``history_accent`` it ends with the accent token.
         """
         b = text_tokens.shape[0]
         d = self.config.cross_attention_dim
@@ -130,6 +143,13 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         if self.config.history_tokens:
             interest = torch.cat([interest, history], dim=1)
             interest_mask = torch.cat([interest_mask, ~history_padding], dim=1)
+        if self.accent_proj is not None:
+            if history_accent is None:
+                raise ValueError("this conditioner reads the user's history accent: give history_accent")
+            interest = torch.cat([interest, self.accent_proj(history_accent.float())[:, None]], dim=1)
+            interest_mask = torch.cat([interest_mask, interest_mask[:, :1]], dim=1)
+        elif history_accent is not None:
+            raise ValueError("this conditioner has no accent token (history_accent=False): leave history_accent out")
         parts, masks = [], []
         for s, (tokens, mask) in enumerate(
             (

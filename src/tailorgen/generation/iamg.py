@@ -67,6 +67,7 @@ def trained_settings(path: str | Path) -> IAMGSettings | None:
     # ... and read no history images, nor a reference image.
     recorded.setdefault("history_images", 0)
     recorded.setdefault("reference_image", False)
+    recorded.setdefault("history_accent", False)
     return IAMGSettings(**recorded)
 
 
@@ -147,13 +148,21 @@ class IAMGGenerator:
         if settings is None and self.pipeline_path is not None:
             settings = trained_settings(self.pipeline_path)
         reads = pipeline.conditioner.config.get("history_images", 0)
+        accent = pipeline.reads_history_accent
         if settings is None and context is None:
-            settings = IAMGSettings(history_images=reads, reference_image=pipeline.reads_reference_image)
+            settings = IAMGSettings(
+                history_images=reads, reference_image=pipeline.reads_reference_image, history_accent=accent
+            )
         self.context = context or PersonalizationContext(dataset, settings, rewriter=rewriter, progress=progress)
         if self.context.settings.history_images != reads:
             raise ValueError(
                 f"the generator's conditioner reads {reads} history images, the settings give "
                 f"{self.context.settings.history_images}: set IAMGSettings.history_images={reads}"
+            )
+        if self.context.settings.history_accent != accent:
+            raise ValueError(
+                f"the generator {'reads' if accent else 'does not read'} the history accent, the settings"
+                f" say history_accent={self.context.settings.history_accent}: set IAMGSettings.history_accent={accent}"
             )
         if self.context.settings.reference_image != pipeline.reads_reference_image:
             raise ValueError(

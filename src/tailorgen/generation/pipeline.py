@@ -25,7 +25,7 @@ from diffusers.loaders import IPAdapterMixin
 from PIL import Image
 
 from tailorgen.generation.conditioning import SEGMENTS, PersonalizationConditioner
-from tailorgen.generation.unet import REFERENCE_CHANNELS
+from tailorgen.generation.unet import REFERENCE_CHANNELS, reads_accent
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Conditions:
     # The user's reference item's pixels, for a UNet that reads them with the interest segment
     # (``conditioner.config.reference_image``); zeros where a user has none.
     reference_pixels: torch.Tensor | None = None  # (B, 3, S, S) in [-1, 1]
+    # The accent the user's history shows most, for a conditioner that reads it (``history_accent``).
+    history_accent: torch.Tensor | None = None  # (B, 5)
 
     def repeat(self, n: int) -> Conditions:
         return Conditions(*(None if t is None else t.repeat_interleave(n, dim=0) for t in self.__dict__.values()))
@@ -53,6 +55,8 @@ class Conditions:
         out = {k: getattr(self, k).to(device) for k in keys}
         if self.history_pixels is not None:
             out |= {"history_pixels": self.history_pixels.to(device), "history_mask": self.history_mask.to(device)}
+        if self.history_accent is not None:
+            out["history_accent"] = self.history_accent.to(device)
         return out
 
 
@@ -102,6 +106,11 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
     def reads_reference_image(self) -> bool:
         """Whether the UNet also reads the user's reference image (``Conditions.reference_pixels``)."""
         return bool(self.conditioner.config.get("reference_image", False))
+
+    @property
+    def reads_history_accent(self) -> bool:
+        """Whether the conditioner (a token) or the UNet (its class embedding) reads ``Conditions.history_accent``."""
+        return bool(self.conditioner.config.get("history_accent", False)) or reads_accent(self.unet)
 
     @property
     def reference_channels(self) -> int:
@@ -156,6 +165,8 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         device = self.unet.device
         b = conditions.image_embedding.shape[0]
         c = conditions.conditioner_inputs(device)
+        if not self.conditioner.config.get("history_accent", False):
+            c.pop("history_accent", None)  # the UNet alone may read it (below)
 
         # 1. Encode the conditions, and the unconditional (all dropped) ones for guidance.
         keep = torch.tensor([s in use for s in SEGMENTS], device=device)
@@ -182,6 +193,15 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
             ip = conditions.ip_image_embeds.to(device)[:, None, :]
             ip_cond = ip if "image" in use else torch.zeros_like(ip)
             added_cond_kwargs = {"image_embeds": [torch.cat([torch.zeros_like(ip), *[ip_cond] * (n_branches - 1)])]}
+
+        # The history accent, for a UNet that reads it through its class embedding, goes with the
+        # interest segment: zeros in every branch that drops it, as in training.
+        class_labels = None
+        if reads_accent(self.unet):
+            if conditions.history_accent is None:
+                raise ValueError("this UNet reads the user's history accent: give Conditions.history_accent")
+            a = conditions.history_accent.to(device=device, dtype=self.unet.dtype)
+            class_labels = torch.cat([torch.zeros_like(a)] * (n_branches - 1) + [a if "interest" in use else 0 * a])
 
         # 2. The source image, in the space the UNet denoises (through the VAE's encoder in latent space),
         # and the user's reference image, which goes with the interest segment: zeros in every
@@ -239,6 +259,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
                 encoder_hidden_states=tokens,
                 encoder_attention_mask=mask,
                 added_cond_kwargs=added_cond_kwargs,
+                class_labels=class_labels,
             ).sample
             if separate:
                 eps_uncond, eps_no_interest, eps_cond = eps.chunk(3)

@@ -23,7 +23,8 @@ Which parts train: the UNet and the conditioner (projections + interest attentio
 together from scratch; the text encoder (MiniLM) and the image encoder are frozen. With
 ``look_loss_weight`` > 0 a linear head, used only here and never saved, also trains; with
 ``accent_loss_weight`` > 0 two more (``main_and_accent``). With ``init_from`` the UNet and the
-conditioner start from a saved generator (fine-tuning) instead of from scratch.
+conditioner start from a saved generator (fine-tuning) instead of from scratch; options that add
+weights (``history_accent``'s token projection, ``accent_film``'s class embedding) add them fresh.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ from tailorgen.encoders.image import rgb_array
 from tailorgen.generation.conditioning import PersonalizationConditioner
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
-from tailorgen.generation.unet import REFERENCE_CHANNELS, build_unet
+from tailorgen.generation.unet import REFERENCE_CHANNELS, add_accent_embedding, build_unet, reads_accent
 from tailorgen.interests import recency_weights
+from tailorgen.interests.accent import HISTORY_ACCENT_DIM, accent_pixels, main_and_accent
 from tailorgen.world import WorldConfig
 from tailorgen.world.build import ensure_shop
 from tailorgen.world.render import render_looks
@@ -74,6 +76,20 @@ class GeneratorTrainConfig:
     # The history images' tokens also join the interest segment, so the UNet attends to each of them
     # directly (PersonalizationConditioner.history_tokens); otherwise only the fusion reads them.
     history_tokens: bool = False
+    # The interest segment also carries the accent colour the user's whole history shows most, read
+    # from the items' pixels (IAMGSettings.history_accent): one token, the only condition that names
+    # the target's second colour outright.
+    history_accent: bool = False
+    # The UNet reads that accent too, through its class embedding: added to the timestep embedding,
+    # it shifts the ResNet blocks' features at 16x16 and 8x8 (at 32x32 one channel per GroupNorm
+    # group normalises a shift away; see build_unet), where the tokens reach only the 8x8
+    # attention. Fine-tuning adds it to a saved UNet at zero.
+    accent_film: bool = False
+    # Extra weight of the denoising loss on the target's accent pixels (``interests.accent.accent_pixels``):
+    # each pixel counts 1 + this. The accent covers at most ~40% of the fabric, and with the
+    # condition that names it in front of the UNet (history_accent, accent_film), a fine-tune still
+    # drew it no more often: its pixels are a small part of a flat loss. 0: off.
+    accent_pixel_weight: float = 0.0
     # The UNet also reads the pixels of the user's most typical recent item with the interest
     # segment (IAMGSettings.reference_image).
     reference_image: bool = False
@@ -130,37 +146,6 @@ def colour_histogram(images: torch.Tensor, levels: int) -> torch.Tensor:
     return counts / counts.sum(1, keepdim=True)
 
 
-def main_and_accent(images: torch.Tensor, tol: float = 0.35) -> torch.Tensor:
-    """(B, 3, S, S) images in [-1, 1] -> (B, 7): the garment's main colour, its accent colour, the accent's share.
-
-    A label-free summary of what a product image shows in colour: the background is what the
-    border shows; the garment is every other pixel, eroded by one so edges blended with the
-    background do not count; its main colour is the per-channel median; accent pixels are garment
-    pixels that no shade (x0.7 to x1.4) of the main colour explains. Colours are in [-1, 1]; an
-    image without accent pixels gets a zero accent colour. Why not a colour histogram: a second
-    colour on a quarter of the fabric is there too, but mixed with the main colour's cells and
-    split by shading, and nothing linear separates it (docs/benchmarks.md, attempt 7's probes).
-    """
-    x = (images.float() + 1) / 2  # [0, 1]
-    b = x.shape[0]
-    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
-    background = border.median(dim=2).values[:, :, None, None]
-    garment = (x - background).norm(dim=1, keepdim=True) > tol
-    garment = -F.max_pool2d(-garment.float(), 3, stride=1, padding=1) > 0.5  # erode by one pixel
-    pixels = x.flatten(2)  # (B, 3, N)
-    mask = garment.flatten(1)  # (B, N)
-    main = pixels.masked_fill(~mask[:, None], float("nan")).nanmedian(dim=2).values.nan_to_num(0.0)  # (B, 3)
-    scale = ((pixels * main[:, :, None]).sum(1) / (main * main).sum(1, keepdim=True).clamp_min(1e-6)).clamp(0.7, 1.4)
-    off_main = (pixels - scale[:, None] * main[:, :, None]).norm(dim=1) > tol
-    accent = mask & off_main
-    n_garment = mask.sum(1).clamp_min(1)
-    n_accent = accent.sum(1)
-    accent_colour = (pixels * accent[:, None]).sum(2) / n_accent.clamp_min(1)[:, None]
-    accent_colour = torch.where(n_accent[:, None] > 0, accent_colour * 2 - 1, 0.0)
-    share = (n_accent / n_garment).reshape(b, 1)
-    return torch.cat([main * 2 - 1, accent_colour, share], dim=1)
-
-
 def _accent_loss(predicted: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
     """Squared error against ``main_and_accent``; the accent colour counts only where the image has one."""
     err = (predicted - summary) ** 2
@@ -178,13 +163,25 @@ def _load_for_fine_tuning(cfg: GeneratorTrainConfig, settings: IAMGSettings):
     """(unet, conditioner) of a saved pipeline, checked against the run's config and the training set's settings.
 
     ``history_tokens`` may be switched on: it adds no weights, only what the UNet attends to.
+    ``history_accent`` may be switched on too: its token's projection starts from scratch, all
+    else from the saved weights; so may ``accent_film``, whose class embedding starts at zero.
     """
     path = cfg.init_from
     pipe = PersonalizedImagePipeline.from_pretrained(path)
     conditioner = pipe.conditioner
-    if cfg.history_tokens != conditioner.config.history_tokens:
-        conditioner = PersonalizationConditioner.from_config(conditioner.config, history_tokens=cfg.history_tokens)
-        conditioner.load_state_dict(pipe.conditioner.state_dict())
+    switched = {
+        k: getattr(cfg, k) for k in ("history_tokens", "history_accent") if getattr(cfg, k) != conditioner.config.get(k)
+    }
+    if switched:
+        conditioner = PersonalizationConditioner.from_config(conditioner.config, **switched)
+        missing, unexpected = conditioner.load_state_dict(pipe.conditioner.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("accent_proj.") for k in missing):
+            raise ValueError(f"cannot fine-tune {path} with {switched}: missing {missing}, unexpected {unexpected}")
+    unet = pipe.unet
+    if cfg.accent_film and not reads_accent(unet):
+        unet = add_accent_embedding(unet, HISTORY_ACCENT_DIM)
+    elif reads_accent(unet) and not cfg.accent_film:
+        raise ValueError(f"cannot fine-tune {path} without accent_film: its UNet reads the history accent")
     got = {k: conditioner.config[k] for k in ("history_images", "reference_image")}
     want = {"history_images": settings.history_images, "reference_image": settings.reference_image}
     if got != want:
@@ -199,7 +196,7 @@ def _load_for_fine_tuning(cfg: GeneratorTrainConfig, settings: IAMGSettings):
     asked = {"block_out_channels": tuple(cfg.block_out_channels), "cross_attention_dim": cfg.cross_attention_dim}
     if asked != shapes:
         raise ValueError(f"cannot fine-tune {path}: it has {shapes}, but the config asks for {asked}; give its shapes")
-    return pipe.unet, conditioner
+    return unet, conditioner
 
 
 def _pick_examples(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, rng: np.random.Generator):
@@ -298,6 +295,7 @@ def build_training_set(cfg: GeneratorTrainConfig, ctx: PersonalizationContext, r
     examples = _pick_examples(cfg, ctx, rng)
     images = _SourceTargetImages(ctx.dataset, cfg.seed, ctx.settings.recency_half_life)
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
+    keys += ("history_accent",) if ctx.settings.history_accent else ()
     history = ("history_pixels", "history_mask") if ctx.settings.history_images else ()
     history += ("reference", "reference_present") if ctx.settings.reference_image else ()
     # The texts and, on a shop, what the renderer drew travel with the arrays, so the set can be
@@ -377,7 +375,11 @@ def prepare_training_set(
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     shop = ensure_training_shop(cfg, work_dir, progress)
-    settings = IAMGSettings(history_images=cfg.history_images, reference_image=cfg.reference_image)
+    settings = IAMGSettings(
+        history_images=cfg.history_images,
+        reference_image=cfg.reference_image,
+        history_accent=cfg.history_accent or cfg.accent_film,
+    )
     ctx = PersonalizationContext(Dataset(shop), settings, progress=progress)
     return build_training_set(cfg, ctx, rng, progress), ctx, rng
 
@@ -409,6 +411,11 @@ def fit_generator(
     t0 = time.perf_counter()
     n = len(data["target"])
     reference = settings.reference_image
+    if (cfg.history_accent or cfg.accent_film) and "history_accent" not in data:
+        raise ValueError(
+            "the config reads the history accent but the training set has none: build it with"
+            " IAMGSettings.history_accent (prepare_training_set does when the config asks)"
+        )
     if cfg.init_from:
         unet, conditioner = _load_for_fine_tuning(cfg, settings)
     else:
@@ -417,6 +424,7 @@ def fit_generator(
             cfg.block_out_channels,
             cfg.cross_attention_dim,
             reference_channels=REFERENCE_CHANNELS if reference else 0,
+            accent_dim=HISTORY_ACCENT_DIM if cfg.accent_film else 0,
         )
         conditioner = PersonalizationConditioner(
             embed_dim=data["text_tokens"].shape[-1],
@@ -425,6 +433,7 @@ def fit_generator(
             history_images=settings.history_images,
             reference_image=reference,
             history_tokens=cfg.history_tokens,
+            history_accent=cfg.history_accent,
         )
     unet, conditioner = unet.to(device).train(), conditioner.to(device).train()
     params = [*unet.parameters(), *conditioner.parameters()]
@@ -434,8 +443,10 @@ def fit_generator(
         # later draw (noise, timesteps) of a run without it.
         look_head = torch.nn.Linear(cfg.cross_attention_dim, cfg.look_levels**3).to(device)
         params += list(look_head.parameters())
-    # The interest segment: the fusion's K tokens, then (history_tokens) the H history images' tokens.
+    # The interest segment: the fusion's K tokens, then (history_tokens) the H history images' tokens,
+    # then (history_accent) the accent token.
     n_interest = data["text_neighbours"].shape[1] + (settings.history_images if cfg.history_tokens else 0)
+    n_interest += int(cfg.history_accent)
     accent_losses, hook = [], None
     if cfg.accent_loss_weight:  # training only, never saved; built only when used (see the look head)
         d = cfg.cross_attention_dim
@@ -462,6 +473,7 @@ def fit_generator(
     # The whole training set lives on the training device (about 0.6 GB at the defaults).
     keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
     keys += ("history_pixels", "history_mask") if "history_pixels" in data else ()
+    keys += ("history_accent",) if "history_accent" in data else ()
     pixels = ("reference", "reference_present") if reference else ()
     stored = {
         k: torch.from_numpy(data[k]).to(device)
@@ -480,16 +492,25 @@ def fit_generator(
         # Interest tokens go only where the rewrite still carries the user (the rewrite-only ablation).
         drop[:, 2] = ~stored["keep_interest"][idx] | (no_interest & stored["rewritten"][idx])
         drop[torch.from_numpy(rng.random(cfg.batch_size) < cfg.p_drop_all).to(device)] = True
-        tokens, mask = conditioner(**batch, drop=drop)
+        accent = batch.pop("history_accent", None)
+        tokens, mask = conditioner(**batch, drop=drop, history_accent=accent if cfg.history_accent else None)
+        # The UNet's accent goes with the interest segment: zeros where that is dropped.
+        class_labels = accent * ~drop[:, 2:3] if cfg.accent_film else None
         if reference:  # the reference goes with the interest segment: zeros where that is dropped
             shown = stored["reference_present"][idx] & ~drop[:, 2]
             source = torch.cat([source, (stored["reference"][idx].float() / 127.5 - 1) * shown[:, None, None, None]], 1)
         noise = torch.randn_like(x0)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (cfg.batch_size,), device=device)
         noisy = torch.cat([noise_scheduler.add_noise(x0, noise, t), source], dim=1)
-        pred = unet(noisy, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
+        pred = unet(
+            noisy, t, encoder_hidden_states=tokens, encoder_attention_mask=mask, class_labels=class_labels
+        ).sample
         target = noise if cfg.prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, t)
-        denoising_loss = F.mse_loss(pred, target)
+        if cfg.accent_pixel_weight:
+            weight = 1 + cfg.accent_pixel_weight * accent_pixels(x0).float()[:, None]
+            denoising_loss = (weight * (pred - target) ** 2).mean() / weight.mean()
+        else:
+            denoising_loss = F.mse_loss(pred, target)
         loss = denoising_loss
         keep = ~drop[:, 2]  # the look head reads the interest tokens only where they were kept
         if cfg.look_loss_weight and keep.any():
