@@ -83,11 +83,12 @@ class IAMGSettings:
     reference_image: bool = False
     reference_window: int = 8
     # The interest segment also carries the accent (second) colour the user's whole history shows
-    # most, read from the items' pixels without labels (``interests.accent.history_accent``): one
-    # token of the colour itself. The history CNN had to learn the accent through the denoising loss
+    # most, read from the items' pixels without labels (``interests.accent.history_accent``), as
+    # the colour itself. The history CNN had to learn the accent through the denoising loss
     # and held it poorly (probe 31%; 51% with an auxiliary loss), and the UNet drew the user's accent
     # in 14% of outputs even for users whose last 8 items mostly share it; the pixel statistic names
-    # it for 72% of users. Only a generator trained with it uses it (GeneratorTrainConfig.history_accent).
+    # it for 72% of users. Only a generator trained with it reads it: as an interest token
+    # (GeneratorTrainConfig.history_accent) or through its UNet's class embedding (accent_film).
     history_accent: bool = False
 
 

@@ -201,7 +201,8 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
             if conditions.history_accent is None:
                 raise ValueError("this UNet reads the user's history accent: give Conditions.history_accent")
             a = conditions.history_accent.to(device=device, dtype=self.unet.dtype)
-            class_labels = torch.cat([torch.zeros_like(a)] * (n_branches - 1) + [a if "interest" in use else 0 * a])
+            dropped = torch.zeros_like(a)
+            class_labels = torch.cat([dropped] * (n_branches - 1) + [a if "interest" in use else dropped])
 
         # 2. The source image, in the space the UNet denoises (through the VAE's encoder in latent space),
         # and the user's reference image, which goes with the interest segment: zeros in every

@@ -170,7 +170,9 @@ def _load_for_fine_tuning(cfg: GeneratorTrainConfig, settings: IAMGSettings):
     pipe = PersonalizedImagePipeline.from_pretrained(path)
     conditioner = pipe.conditioner
     switched = {
-        k: getattr(cfg, k) for k in ("history_tokens", "history_accent") if getattr(cfg, k) != conditioner.config.get(k)
+        k: getattr(cfg, k)
+        for k in ("history_tokens", "history_accent")
+        if getattr(cfg, k) != conditioner.config.get(k, False)
     }
     if switched:
         conditioner = PersonalizationConditioner.from_config(conditioner.config, **switched)
