@@ -93,7 +93,12 @@ def test_generate_cli_single_and_batch(small_shop, tiny_generator, pair, tmp_pat
 def test_the_shipped_generator_loads_and_personalizes(small_shop, pair):
     """The checkpoint inside the package, through the default loading path."""
     gen = IAMGGenerator(small_shop, num_inference_steps=4)
-    images = gen.generate(*pair, n=2, seed=0).images
+    out = gen.generate(*pair, n=2, seed=0)
+    images = out.images
+    # It reads the history's accent colour (docs/benchmarks.md, attempt 10): the settings come from
+    # its training report, and the record carries the accent it was given.
+    assert gen.pipeline.reads_history_accent and gen.context.settings.history_accent
+    assert len(out.record()["history_accent"]) == 5
     assert [im.size for im in images] == [(32, 32), (32, 32)]
     arrays = [np.asarray(im, dtype=float) for im in images]
     # Two seeds give two different images, and neither is blank or saturated noise.
