@@ -133,6 +133,11 @@ class GeneratorTrainConfig:
         """The config a training report or pack recorded (JSON turns the channel tuple into a list)."""
         return cls(**config | {"block_out_channels": tuple(config["block_out_channels"])})
 
+    @property
+    def reads_history_accent(self) -> bool:
+        """Whether the model reads the history accent (a token or the UNet's class embedding), so the set needs it."""
+        return self.history_accent or self.accent_film
+
 
 def colour_histogram(images: torch.Tensor, levels: int) -> torch.Tensor:
     """(B, 3, H, W) images in [-1, 1] -> (B, levels**3) share of pixels per RGB cell.
@@ -380,7 +385,7 @@ def prepare_training_set(
     settings = IAMGSettings(
         history_images=cfg.history_images,
         reference_image=cfg.reference_image,
-        history_accent=cfg.history_accent or cfg.accent_film,
+        history_accent=cfg.reads_history_accent,
     )
     ctx = PersonalizationContext(Dataset(shop), settings, progress=progress)
     return build_training_set(cfg, ctx, rng, progress), ctx, rng
@@ -413,7 +418,7 @@ def fit_generator(
     t0 = time.perf_counter()
     n = len(data["target"])
     reference = settings.reference_image
-    if (cfg.history_accent or cfg.accent_film) and "history_accent" not in data:
+    if cfg.reads_history_accent and "history_accent" not in data:
         raise ValueError(
             "the config reads the history accent but the training set has none: build it with"
             " IAMGSettings.history_accent (prepare_training_set does when the config asks)"
