@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+DIGITS = {"text_alignment": 1, "history_similarity": 3}
+
 
 def _ci(s: dict, digits: int = 2) -> str:
     return f"{s['mean']:.{digits}f} [{s['ci_low']:.{digits}f}, {s['ci_high']:.{digits}f}]"
@@ -24,10 +26,19 @@ def main() -> None:
     runs = sorted(args.folder.glob("iamg-seed*/iamg_benchmark.json"), key=lambda p: int(p.parent.name[9:]))
     if not runs:
         raise SystemExit(f"no iamg-seed*/iamg_benchmark.json under {args.folder}")
-    cols = ("gain_intended", "gain_mismatched", "fidelity", "text_alignment", "diversity")
-    header = ("seed", "method", "gain, intended user", "gain, mismatched user", "fidelity", "text alignment")
-    print("| " + " | ".join((*header, "diversity", "KID")) + " |")
-    print("|---|---|---|---|---|---|---|---|")
+    cols = (
+        "gain_intended",
+        "gain_mismatched",
+        "fidelity",
+        "history_similarity",
+        "text_alignment",
+        "novelty",
+        "diversity",
+    )
+    header = ("seed", "method", "gain, intended user", "gain, mismatched user", "fidelity", "history similarity")
+    header += ("text alignment", "novelty (not a near-copy)", "diversity", "KID")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     lines = []
     for path in runs:
         d = json.loads(path.read_text())
@@ -35,7 +46,7 @@ def main() -> None:
         kid = d["image_quality"]["methods"]
         for m in d["methods"]:
             s = d["summary"][m]
-            cells = [_ci(s[c], 1 if c == "text_alignment" else 2) if c in s else "n/a" for c in cols]
+            cells = [_ci(s[c], DIGITS.get(c, 2)) if c in s else "n/a" for c in cols]
             k = kid.get(m, {}).get("kid")
             print(f"| {seed} | {m} | " + " | ".join(cells) + f" | {'n/a' if k is None else f'{k:.3f}'} |")
         tests = "; ".join(
