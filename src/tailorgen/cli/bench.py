@@ -59,8 +59,8 @@ def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judg
     type=click.IntRange(min=2),
     default=100,
     show_default=True,
-    help="Held-out users per shop (the shop has 300). 100 take about 5 min a seed on 2 cores; 300 (11-14 min"
-    " a seed) resolve leads of about 0.2 in gain that 100 cannot (docs/benchmarks.md).",
+    help="Held-out users per shop (the shop has 300). 100 take about 5 min a seed on 2 cores, 300 about 11-13"
+    " min; a lead of 0.2 in gain is found about 3 times in 4 with 300 users, 1 in 3 with 100 (docs/benchmarks.md).",
 )
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench/shop", show_default=True)
 @click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)
