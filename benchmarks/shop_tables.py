@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from tailorgen.evaluation.report import METRICS
+
 DIGITS = {"text_alignment": 1, "history_similarity": 3}
 
 
@@ -26,15 +28,7 @@ def main() -> None:
     runs = sorted(args.folder.glob("iamg-seed*/iamg_benchmark.json"), key=lambda p: int(p.parent.name[9:]))
     if not runs:
         raise SystemExit(f"no iamg-seed*/iamg_benchmark.json under {args.folder}")
-    cols = (
-        "gain_intended",
-        "gain_mismatched",
-        "fidelity",
-        "history_similarity",
-        "text_alignment",
-        "novelty",
-        "diversity",
-    )
+    cols = tuple(METRICS)  # the HTML report's columns, in its order
     header = ("seed", "method", "gain, intended user", "gain, mismatched user", "fidelity", "history similarity")
     header += ("text alignment", "novelty (not a near-copy)", "diversity", "KID")
     print("| " + " | ".join(header) + " |")
