@@ -117,6 +117,24 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _review(cfg, taste: UserTaste, values, u: int, s: float, item: int, rating: int, rng) -> str | None:
+    """A review for ``p_review`` of the choices, citing the attributes that made the user like or
+    dislike ``item`` at time ``s`` (a share of the horizon)."""
+    if rng.random() >= cfg.p_review:
+        return None
+    contrib = []
+    for a_i, a in enumerate(PREFERENCE_ATTRIBUTES):
+        v = int(values[a][item])
+        if a == "secondary_colour" and v == len(COLOURS):
+            continue
+        w = taste.weights_at(a, np.array([u]), np.array([s]))[0, v]
+        contrib.append((float(taste.importance[u, a_i] * w), a, PREFERENCE_ATTRIBUTES[a][v]))
+    contrib.sort(reverse=True)
+    liked = [(a, v) for c, a, v in contrib if c > 0.5]
+    disliked = [(a, v) for c, a, v in reversed(contrib) if c < -0.1]
+    return review_text(rating, liked, disliked, rng)
+
+
 def _simulate_interactions(cfg, taste: UserTaste, attrs, rng, item_ids, horizon, progress):
     """Each user's time-ordered choices, ratings and reviews."""
     n_items = cfg.n_items
@@ -157,24 +175,20 @@ def _simulate_interactions(cfg, taste: UserTaste, attrs, rng, item_ids, horizon,
             seen.add(item)
             z = (util[k, j] - mu) / sd
             rating = int(np.clip(np.rint(RATING_OFFSET + RATING_SLOPE * z + rng.normal(0, 0.6)), 1, 5))
-            review = None
-            if rng.random() < cfg.p_review:
-                contrib = []
-                for a_i, a in enumerate(PREFERENCE_ATTRIBUTES):
-                    v = int(values[a][item])
-                    if a == "secondary_colour" and v == len(COLOURS):
-                        continue
-                    w = taste.weights_at(a, np.array([u]), np.array([s[k]]))[0, v]
-                    contrib.append((float(taste.importance[u, a_i] * w), a, PREFERENCE_ATTRIBUTES[a][v]))
-                contrib.sort(reverse=True)
-                liked = [(a, v) for c, a, v in contrib if c > 0.5]
-                disliked = [(a, v) for c, a, v in reversed(contrib) if c < -0.1]
-                review = review_text(rating, liked, disliked, rng)
+            review = _review(cfg, taste, values, u, s[k], item, rating, rng)
             rows.append((taste.user_ids[u], item_ids[item], int(times[k]), float(rating), review))
     return rows
 
 
+def _interactions_table(rows: list[tuple]) -> pa.Table:
+    return pa.table(
+        {k: [r[j] for r in rows] for j, k in enumerate(("user_id", "item_id", "timestamp", "rating", "review"))}
+    )
+
+
 def _simulate_queries(cfg, taste: UserTaste, attrs, rng, item_ids, horizon, names):
+    """Search queries, about ``queries_per_user`` a user: each describes the item the user would value
+    most, at a random time, among 300 random ones."""
     values = {a: attrs[a] for a in PREFERENCE_ATTRIBUTES}
     n_q = rng.poisson(cfg.queries_per_user, cfg.n_users)
     rows = []
@@ -203,12 +217,21 @@ def _simulate_queries(cfg, taste: UserTaste, attrs, rng, item_ids, horizon, name
     return rows
 
 
-def build_world(cfg: WorldConfig, out: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> dict:
-    """Write the shop to ``out`` (atomically) and return a summary."""
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(cfg.seed)
-    horizon = cfg.horizon_days * DAY
-    bank = SilhouetteBank(use_fashion_mnist=cfg.use_fashion_mnist, seed=cfg.seed)
+@dataclass
+class _Catalog:
+    """Every item's hidden truth: attribute indices (``attrs``) and names, house style, and whether
+    its text leaves out the colour or the pattern."""
+
+    item_ids: list[str]
+    attrs: dict[str, np.ndarray]
+    names: dict[str, list[str]]
+    styles: list[str]
+    omit_colour: np.ndarray
+    omit_pattern: np.ndarray
+
+
+def _sample_catalog(cfg: WorldConfig, rng: np.random.Generator) -> _Catalog:
+    """Item ids and every item's hidden truth (images and texts are drawn later, per item)."""
     attrs = _sample_item_attributes(cfg, rng)
     width = len(str(cfg.n_items - 1))
     item_ids = [f"i{i:0{width}d}" for i in range(cfg.n_items)]
@@ -224,7 +247,90 @@ def build_world(cfg: WorldConfig, out: str | os.PathLike, overwrite: bool = Fals
     omit_pattern = rng.random(cfg.n_items) < cfg.p_text_omits_pattern
     # A brand's house style most of the time, any style otherwise.
     styles = [BRANDS[b].style if rng.random() < 0.7 else STYLES[int(rng.integers(len(STYLES)))] for b in attrs["brand"]]
+    return _Catalog(item_ids, attrs, names, styles, omit_colour, omit_pattern)
 
+
+def _write_items(
+    writer: DatasetWriter, cfg: WorldConfig, catalog: _Catalog, bank: SilhouetteBank, rng, progress: bool
+) -> tuple[list[dict], list[int]]:
+    """Render and write each item's image and write its text: the item rows, and which silhouette
+    each image was drawn on."""
+    items, sil_index = [], []
+    for i in tqdm(range(cfg.n_items), desc="items", unit="item", disable=not progress):
+        a = {k: catalog.names[k][i] for k in catalog.names}
+        idx, sil = bank.draw(int(catalog.attrs["category"][i]), rng)
+        sil_index.append(idx)
+        img = render_item(sil, a["colour"], a["pattern"], a["secondary_colour"], cfg.image_size, rng)
+        rel = writer.write_image(catalog.item_ids[i], _png(img), shard=cfg.n_items > 20_000)
+        omits = bool(catalog.omit_colour[i]), bool(catalog.omit_pattern[i])
+        title, description, tags = item_text(a, catalog.styles[i], *omits, rng)
+        items.append(
+            {
+                "item_id": catalog.item_ids[i],
+                "title": title,
+                "description": description,
+                "category": a["category"],
+                "tags": tags,
+                "image": rel,
+                "brand": a["brand"],
+                "price": float(catalog.attrs["price"][i]),
+                "extra": None,
+            }
+        )
+    return items, sil_index
+
+
+def _write_truth(
+    truth: Path,
+    cfg: WorldConfig,
+    catalog: _Catalog,
+    bank: SilhouetteBank,
+    sil_index: list[int],
+    taste: UserTaste,
+    horizon: int,
+) -> None:
+    """The hidden ground truth (item attributes, user taste, world config) that only the oracle reads."""
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": catalog.item_ids,
+                **catalog.names,
+                "price": catalog.attrs["price"],
+                "style": catalog.styles,
+                "popularity": catalog.attrs["popularity"],
+                "text_omits_colour": catalog.omit_colour,
+                "text_omits_pattern": catalog.omit_pattern,
+                "silhouette_source": [bank.source] * cfg.n_items,
+                "silhouette_index": sil_index,
+            }
+        ),
+        truth / "items.parquet",
+    )
+    save_taste(taste, truth / "users.npz")
+    write_json(
+        truth / "world.json",
+        {
+            "config": dataclasses.asdict(cfg),
+            "horizon_seconds": horizon,
+            "silhouettes": bank.source,
+            "attributes": {a: list(v) for a, v in PREFERENCE_ATTRIBUTES.items()},
+            "colours_rgb": COLOURS,
+            "category_base_price": CATEGORY_PRICE,
+        },
+    )
+
+
+def build_world(cfg: WorldConfig, out: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> dict:
+    """Write the shop to ``out`` (atomically) and return a summary.
+
+    Every step draws from one generator seeded with ``cfg.seed``, so the steps' order is part of
+    what a seed means: reordering them builds a different shop (and needs a new WORLD_VERSION).
+    """
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    horizon = cfg.horizon_days * DAY
+    bank = SilhouetteBank(use_fashion_mnist=cfg.use_fashion_mnist, seed=cfg.seed)
+    catalog = _sample_catalog(cfg, rng)
     source = {
         "format": "tailorgen-shop",
         "world_version": WORLD_VERSION,
@@ -232,73 +338,17 @@ def build_world(cfg: WorldConfig, out: str | os.PathLike, overwrite: bool = Fals
         "silhouettes": bank.source,
     }
     with DatasetWriter(out, source=source, overwrite=overwrite) as writer:
-        items, sil_index = [], []
-        for i in tqdm(range(cfg.n_items), desc="items", unit="item", disable=not progress):
-            a = {k: names[k][i] for k in names}
-            idx, sil = bank.draw(int(attrs["category"][i]), rng)
-            sil_index.append(idx)
-            img = render_item(sil, a["colour"], a["pattern"], a["secondary_colour"], cfg.image_size, rng)
-            rel = writer.write_image(item_ids[i], _png(img), shard=cfg.n_items > 20_000)
-            title, description, tags = item_text(a, styles[i], bool(omit_colour[i]), bool(omit_pattern[i]), rng)
-            items.append(
-                {
-                    "item_id": item_ids[i],
-                    "title": title,
-                    "description": description,
-                    "category": a["category"],
-                    "tags": tags,
-                    "image": rel,
-                    "brand": a["brand"],
-                    "price": float(attrs["price"][i]),
-                    "extra": None,
-                }
-            )
-
+        items, sil_index = _write_items(writer, cfg, catalog, bank, rng, progress)
         taste = sample_taste(cfg.n_users, rng)
-        inter_rows = _simulate_interactions(cfg, taste, attrs, rng, item_ids, horizon, progress)
-        interactions = pa.table(
-            {
-                k: [r[j] for r in inter_rows]
-                for j, k in enumerate(("user_id", "item_id", "timestamp", "rating", "review"))
-            }
-        )
-        queries = _simulate_queries(cfg, taste, attrs, rng, item_ids, horizon, names)
-        writer.set_tables(items=items, interactions=interactions, queries=queries)
-
-        truth = writer.subdir("truth")
-        pq.write_table(
-            pa.table(
-                {
-                    "item_id": item_ids,
-                    **names,
-                    "price": attrs["price"],
-                    "style": styles,
-                    "popularity": attrs["popularity"],
-                    "text_omits_colour": omit_colour,
-                    "text_omits_pattern": omit_pattern,
-                    "silhouette_source": [bank.source] * cfg.n_items,
-                    "silhouette_index": sil_index,
-                }
-            ),
-            truth / "items.parquet",
-        )
-        save_taste(taste, truth / "users.npz")
-        write_json(
-            truth / "world.json",
-            {
-                "config": dataclasses.asdict(cfg),
-                "horizon_seconds": horizon,
-                "silhouettes": bank.source,
-                "attributes": {a: list(v) for a, v in PREFERENCE_ATTRIBUTES.items()},
-                "colours_rgb": COLOURS,
-                "category_base_price": CATEGORY_PRICE,
-            },
-        )
+        interactions = _simulate_interactions(cfg, taste, catalog.attrs, rng, catalog.item_ids, horizon, progress)
+        queries = _simulate_queries(cfg, taste, catalog.attrs, rng, catalog.item_ids, horizon, catalog.names)
+        writer.set_tables(items=items, interactions=_interactions_table(interactions), queries=queries)
+        _write_truth(writer.subdir("truth"), cfg, catalog, bank, sil_index, taste, horizon)
     return {
         "out": str(Path(out)),
         "items": cfg.n_items,
         "users": cfg.n_users,
-        "interactions": len(inter_rows),
+        "interactions": len(interactions),
         "queries": len(queries),
         "silhouettes": bank.source,
         "seconds": round(time.perf_counter() - t0, 2),
