@@ -12,6 +12,7 @@ STAGES = [
     "common",
     "data",
     "world",
+    "training",
     "encoders",
     "retrieval",
     "interests",

@@ -8,8 +8,6 @@ tagging and the cross-modal parts of I-AM-G need.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,36 +16,51 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from tailorgen.common import write_json
-from tailorgen.common.manifest import environment_versions, now_utc
 from tailorgen.data import Dataset
 from tailorgen.encoders.base import TextEncoder
 from tailorgen.encoders.catalog import encode_catalog
 from tailorgen.encoders.image import ShopImageEncoder, ShopImageEncoderModel, images_to_tensor
 from tailorgen.encoders.text import SentenceTransformerEncoder
 from tailorgen.encoders.zeroshot import ZeroShotTagger
+from tailorgen.training import (
+    CHECKPOINT_EVERY,
+    EpochOrder,
+    TrainingRun,
+    TrainingShop,
+    require,
+    set_lr,
+    setting,
+    setup,
+    training_shop,
+    warmup_cosine,
+)
 from tailorgen.world import WorldConfig
 from tailorgen.world.attributes import VISUAL_ATTRIBUTES, prompt_vocabulary
-from tailorgen.world.build import ensure_shop
 
 
 @dataclass
 class EncoderTrainConfig:
-    train_items: int = 20_000
-    train_seed: int = 1001  # the training shop; evaluation uses eval_seed, never seen in training
-    eval_items: int = 2_000
-    eval_seed: int = 1002
-    image_size: int = 32
-    channels: tuple[int, ...] = (32, 64, 128)
-    epochs: int = 12
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    seed: int = 0
-    threads: int = 2
+    train_items: int = setting(20_000, "Items in the training shop.")
+    train_seed: int = setting(1001, "Seed of the training shop; the held-out shop (eval_seed) is never trained on.")
+    eval_items: int = setting(2_000, "Items in the held-out shop the metrics are measured on.")
+    eval_seed: int = setting(1002, "Seed of the held-out shop.")
+    image_size: int = setting(32, "Image side in pixels.")
+    channels: tuple[int, ...] = setting((32, 64, 128), "Channels of the CNN's stages, comma-separated.")
+    epochs: int = setting(12, "Passes over the training shop.")
+    batch_size: int = setting(256, "Images per step; each image's negatives are the batch's other texts.")
+    lr: float = setting(2e-3, "Peak learning rate (AdamW; linear warm-up, then cosine decay).")
+    weight_decay: float = setting(0.05, "AdamW's weight decay.")
+    warmup_steps: int = setting(100, "Steps of linear learning-rate warm-up.")
+    seed: int = setting(0, "Seed of the initialization, the batch order and the augmentation.")
+    threads: int = setting(2, "CPU threads torch uses.")
+
+    def __post_init__(self):
+        require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        # InfoNCE needs negatives: at least one other item in every batch.
+        require(2 <= self.batch_size <= self.train_items, "batch_size", self.batch_size, "2..train_items")
+        require(self.warmup_steps >= 1, "warmup_steps", self.warmup_steps, "an integer >= 1")
+        require(len(self.channels) >= 1, "channels", self.channels, "one or more channel counts")
 
 
 def load_images(ds: Dataset, ids: list[str], size: int) -> torch.Tensor:
@@ -100,71 +113,85 @@ def evaluate_image_encoder(encoder: ShopImageEncoder, text_encoder: TextEncoder,
     }
 
 
-def train_image_encoder(
-    cfg: EncoderTrainConfig, out: str | Path, work_dir: str | Path, progress: bool = True, device: str = "cpu"
-) -> dict:
-    """Train, evaluate on held-out items, and save (save_pretrained + training_report.json) to ``out``."""
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
-    work_dir = Path(work_dir)
-    train_dir = ensure_shop(
-        work_dir / f"encoder-train-{cfg.train_seed}-{cfg.train_items}",
-        WorldConfig(n_items=cfg.train_items, n_users=1, seed=cfg.train_seed, image_size=cfg.image_size),
-        progress=progress,
-    )
-    eval_dir = ensure_shop(
-        work_dir / f"encoder-eval-{cfg.eval_seed}-{cfg.eval_items}",
-        WorldConfig(n_items=cfg.eval_items, n_users=1, seed=cfg.eval_seed, image_size=cfg.image_size),
-        progress=progress,
-    )
-    text_encoder = SentenceTransformerEncoder()
-    ds = Dataset(train_dir)
-    ids, text_emb = encode_catalog(ds, text_encoder, progress=progress)
-    text_emb = torch.from_numpy(text_emb).to(device)
-    images = load_images(ds, ids, cfg.image_size).to(device)
+def encoder_shops(cfg: EncoderTrainConfig, work_dir: Path, progress: bool) -> tuple[TrainingShop, TrainingShop]:
+    """The training shop and the held-out shop (one user each: only items matter here)."""
 
+    def shop(kind: str, items: int, seed: int) -> TrainingShop:
+        world = WorldConfig(n_items=items, n_users=1, seed=seed, image_size=cfg.image_size)
+        return training_shop(work_dir / f"encoder-{kind}-{seed}-{items}", world, progress)
+
+    return shop("train", cfg.train_items, cfg.train_seed), shop("eval", cfg.eval_items, cfg.eval_seed)
+
+
+def image_text_pairs(
+    shop: TrainingShop, text_encoder: TextEncoder, size: int, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every item's image and its text's frozen embedding, in the same order."""
+    ds = Dataset(shop.path)
+    ids, text_emb = encode_catalog(ds, text_encoder, progress=progress)
+    return load_images(ds, ids, size), torch.from_numpy(text_emb)
+
+
+def train_image_encoder(
+    cfg: EncoderTrainConfig,
+    out: str | Path,
+    work_dir: str | Path,
+    progress: bool = True,
+    device: str = "cpu",
+    checkpoint_every: int = CHECKPOINT_EVERY,
+    stop_after: int | None = None,
+) -> dict:
+    """Train, evaluate on held-out items, and save (save_pretrained + training_report.json) to ``out``.
+
+    Checkpoints go to ``out/checkpoints`` every ``checkpoint_every`` steps; a run killed on the
+    way, called again with the same config and ``out``, goes on from the last one.
+    """
+    t0 = time.perf_counter()
+    device = setup(cfg.seed, cfg.threads, device)
+    rng = np.random.default_rng(cfg.seed)  # the batch order; torch's global generator draws the augmentation
+    train_shop, eval_shop = encoder_shops(cfg, Path(work_dir), progress)
+    text_encoder = SentenceTransformerEncoder()
+    images, text_emb = (t.to(device) for t in image_text_pairs(train_shop, text_encoder, cfg.image_size, progress))
     model = ShopImageEncoderModel(image_size=cfg.image_size, channels=tuple(cfg.channels), out_dim=text_emb.shape[1])
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(ids) // cfg.batch_size
-    total = cfg.epochs * steps_per_epoch
-    lr_at = lambda s: cfg.lr * min(1, (s + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * s / total))  # noqa: E731
-    losses = []
+    order = EpochOrder(len(images), cfg.batch_size, rng.permutation)
+    run = TrainingRun(
+        out,
+        cfg,
+        cfg.epochs * order.steps_per_epoch,
+        seed=cfg.seed,
+        device=device,
+        data={"train": train_shop.record(), "eval": eval_shop.record()},
+        checkpoint_every=checkpoint_every,
+        stop_after=stop_after,
+        progress=progress,
+        desc="train image encoder",
+    )
+    run.track(model=model, optimizer=opt, order=order, rng=rng)
+    prep_seconds = time.perf_counter() - t0
+
     model.train()
-    bar = tqdm(range(total), desc="train image encoder", unit="step", disable=not progress)
-    for step in bar:
-        if step % steps_per_epoch == 0:
-            perm = torch.from_numpy(rng.permutation(len(ids))).to(device)
-        idx = perm[(step % steps_per_epoch) * cfg.batch_size : (step % steps_per_epoch + 1) * cfg.batch_size]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+    for step in run:
+        idx = order.batch(step).to(device)
+        set_lr(opt, warmup_cosine(step, cfg.lr, cfg.warmup_steps, run.steps))
         loss = contrastive_loss(model(augment(images[idx])), text_emb[idx], model.logit_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        run.log(loss)
     model.cpu().eval()
-    train_seconds = time.perf_counter() - t0
 
-    out = Path(out)
-    model.save_pretrained(str(out))
-    metrics = evaluate_image_encoder(ShopImageEncoder(out), text_encoder, eval_dir)
-    report = {
-        "what": "tailorgen embedded image encoder (LiT into frozen all-MiniLM-L6-v2)",
-        "created": now_utc(),
-        "config": dataclasses.asdict(cfg),
-        "text_encoder": text_encoder.fingerprint,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": device,
-        "train_seconds": round(train_seconds, 1),
-        "final_loss": float(np.mean(losses[-50:])),
-        "loss_curve": [float(np.mean(losses[i : i + steps_per_epoch])) for i in range(0, total, steps_per_epoch)],
-        "metrics": metrics,
-        "versions": environment_versions(),
-    }
-    write_json(out / "training_report.json", report)
+    with run.output() as tmp:
+        model.save_pretrained(str(tmp))
+        report = run.write_report(
+            tmp,
+            what="tailorgen embedded image encoder (LiT into frozen all-MiniLM-L6-v2)",
+            curve_every=order.steps_per_epoch,  # one point per epoch
+            text_encoder=text_encoder.fingerprint,
+            parameters=sum(p.numel() for p in model.parameters()),
+            prep_seconds=round(prep_seconds, 1),
+            final_loss=float(np.mean(run.history["loss"][-50:])),
+            metrics=evaluate_image_encoder(ShopImageEncoder(tmp), text_encoder, eval_shop.path),
+        )
     return report

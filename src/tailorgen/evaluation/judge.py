@@ -9,7 +9,6 @@ training shop, so its errors are not the encoder's errors.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,16 +22,23 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
-from tailorgen.common import atomic_dir, hash_file, write_json
+from tailorgen.common import hash_file
 from tailorgen.common.checkpoints import load_local_checkpoint
-from tailorgen.common.manifest import environment_versions, now_utc
 from tailorgen.data import Dataset
 from tailorgen.encoders.image import images_to_tensor
+from tailorgen.training import (
+    CHECKPOINT_EVERY,
+    EpochOrder,
+    TrainingRun,
+    TrainingShop,
+    require,
+    setting,
+    setup,
+    training_shop,
+)
 from tailorgen.world import WorldConfig
 from tailorgen.world.attributes import VISUAL_ATTRIBUTES
-from tailorgen.world.build import ensure_shop
 
 ATTRIBUTES = tuple(VISUAL_ATTRIBUTES)
 
@@ -144,87 +150,116 @@ def judge_accuracy(judge: Judge, dataset_dir: str | Path, limit: int | None = No
 
 @dataclass
 class JudgeTrainConfig:
-    train_items: int = 30_000
-    train_seed: int = 3001  # its own shop: neither the encoder's (1001) nor any benchmark's
-    eval_items: int = 3_000
-    eval_seed: int = 3002
-    image_size: int = 32
-    width: int = 32
+    train_items: int = setting(30_000, "Items in the judge's training shop.")
+    train_seed: int = setting(
+        3001, "Seed of the training shop: its own, neither the encoder's (1001) nor a benchmark's."
+    )
+    eval_items: int = setting(3_000, "Items in the held-out shop the accuracy is measured on.")
+    eval_seed: int = setting(3002, "Seed of the held-out shop.")
+    image_size: int = setting(32, "Image side in pixels.")
+    width: int = setting(32, "Channels of the ResNet's first stage (the later stages have 2x and 4x).")
     # Category, held out: 86.8% after 5 epochs, 91.4% after 10, 95.3% after 20 (docs/benchmarks.md).
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 3e-3
-    seed: int = 1
-    threads: int = 2
+    epochs: int = setting(20, "Passes over the training shop; 20 take about 30 min on 2 cores.")
+    batch_size: int = setting(128, "Images per step.")
+    lr: float = setting(3e-3, "Peak learning rate (AdamW, one-cycle schedule).")
+    seed: int = setting(1, "Seed of the initialization, the batch order, the augmentation and dropout.")
+    threads: int = setting(2, "CPU threads torch uses.")
+
+    def __post_init__(self):
+        require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        require(1 <= self.batch_size <= self.train_items, "batch_size", self.batch_size, "1..train_items")
+
+
+def judge_shops(cfg: JudgeTrainConfig, work_dir: Path, progress: bool) -> tuple[TrainingShop, TrainingShop]:
+    """The judge's training shop and its held-out shop (one user each: only items matter here)."""
+
+    def shop(items: int, seed: int) -> TrainingShop:
+        world = WorldConfig(n_items=items, n_users=1, seed=seed, image_size=cfg.image_size)
+        return training_shop(work_dir / f"judge-{seed}-{items}", world, progress)
+
+    return shop(cfg.train_items, cfg.train_seed), shop(cfg.eval_items, cfg.eval_seed)
+
+
+def labelled_images(shop: TrainingShop, image_size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Every item's image in [-1, 1], and its true value index per attribute (from the shop's truth/)."""
+    truth = pq.read_table(shop.path / "truth" / "items.parquet").to_pydict()
+    ds = Dataset(shop.path)
+    ids = truth["item_id"]
+    x = torch.cat(
+        [images_to_tensor([ds.load_image(i) for i in ids[s : s + 2048]], image_size) for s in range(0, len(ids), 2048)]
+    )
+    y = {a: torch.tensor([VISUAL_ATTRIBUTES[a].index(v) for v in truth[a]]) for a in ATTRIBUTES}
+    return x, y
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror and shift by up to 2 pixels, drawn from ``gen``: attributes do not depend on where a garment sits."""
+    flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
 def train_judge(
-    cfg: JudgeTrainConfig, out: str | Path, work_dir: str | Path, progress: bool = True, device: str = "cpu"
+    cfg: JudgeTrainConfig,
+    out: str | Path,
+    work_dir: str | Path,
+    progress: bool = True,
+    device: str = "cpu",
+    checkpoint_every: int = CHECKPOINT_EVERY,
+    stop_after: int | None = None,
 ) -> dict:
-    """Supervised training on a shop's true attributes; evaluated on a held-out shop; saved to ``out``."""
+    """Supervised training on a shop's true attributes; evaluated on a held-out shop; saved to ``out``.
+
+    Checkpoints go to ``out/checkpoints`` every ``checkpoint_every`` steps; a run killed on the
+    way, called again with the same config and ``out``, goes on from the last one.
+    """
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    work_dir = Path(work_dir)
-
-    def shop(n, seed):
-        return ensure_shop(
-            work_dir / f"judge-{seed}-{n}",
-            WorldConfig(n_items=n, n_users=1, seed=seed, image_size=cfg.image_size),
-            progress=progress,
-        )
-
-    train_dir, eval_dir = shop(cfg.train_items, cfg.train_seed), shop(cfg.eval_items, cfg.eval_seed)
-    truth = pq.read_table(train_dir / "truth" / "items.parquet").to_pydict()
-    ds = Dataset(train_dir)
-    x = torch.cat(
-        [
-            images_to_tensor([ds.load_image(i) for i in truth["item_id"][s : s + 2048]], cfg.image_size)
-            for s in range(0, len(truth["item_id"]), 2048)
-        ]
-    )
-    x = x.to(device)
-    y = {a: torch.tensor([VISUAL_ATTRIBUTES[a].index(v) for v in truth[a]], device=device) for a in ATTRIBUTES}
-
+    device = setup(cfg.seed, cfg.threads, device)
+    train_shop, eval_shop = judge_shops(cfg, Path(work_dir), progress)
+    x, y = labelled_images(train_shop, cfg.image_size)
+    x, y = x.to(device), {a: v.to(device) for a, v in y.items()}
     model = JudgeModel(image_size=cfg.image_size, width=cfg.width).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    steps = cfg.epochs * (len(x) // cfg.batch_size)
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation; dropout draws from torch's own
+    order = EpochOrder(len(x), cfg.batch_size, lambda n: torch.randperm(n, generator=gen))
+    steps = cfg.epochs * order.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    run = TrainingRun(
+        out,
+        cfg,
+        steps,
+        seed=cfg.seed,
+        device=device,
+        data={"train": train_shop.record(), "eval": eval_shop.record()},
+        checkpoint_every=checkpoint_every,
+        stop_after=stop_after,
+        progress=progress,
+        desc="train judge",
+    )
+    run.track(model=model, optimizer=opt, scheduler=sched, order=order, generator=gen)
+    prep_seconds = time.perf_counter() - t0
+
     model.train()
-    bar = tqdm(total=steps, desc="train judge", unit="step", disable=not progress)
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(len(x), generator=gen).to(device)
-        for s in range(0, len(x) - cfg.batch_size + 1, cfg.batch_size):
-            idx = perm[s : s + cfg.batch_size]
-            xb = x[idx]
-            flip = (torch.rand(len(xb), generator=gen) < 0.5).to(device)
-            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-            # Shifts of up to 2 pixels: a garment's category does not depend on where it sits.
-            dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
-            xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
-            logits = model(xb)
-            loss = sum(F.cross_entropy(logits[a], y[a][idx]) for a in ATTRIBUTES)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
+    for step in run:
+        idx = order.batch(step).to(device)
+        logits = model(augment(x[idx], gen))
+        loss = sum(F.cross_entropy(logits[a], y[a][idx]) for a in ATTRIBUTES)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        run.log(loss)
     model.cpu().eval()
-    # Built in a temporary folder and renamed into place: a crash never leaves half a judge.
-    with atomic_dir(out, overwrite=True) as tmp:
+
+    with run.output() as tmp:  # a crash never leaves half a judge
         model.save_pretrained(str(tmp))
-        report = {
-            "what": "tailorgen judge (evaluation only, never a training signal)",
-            "created": now_utc(),
-            "config": dataclasses.asdict(cfg),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "device": device,
-            "train_seconds": round(time.perf_counter() - t0, 1),
-            "held_out": judge_accuracy(Judge(tmp), eval_dir),
-            "versions": environment_versions(),
-        }
-        write_json(tmp / "training_report.json", report)
+        report = run.write_report(
+            tmp,
+            what="tailorgen judge (evaluation only, never a training signal)",
+            curve_every=order.steps_per_epoch,  # one point per epoch
+            parameters=sum(p.numel() for p in model.parameters()),
+            prep_seconds=round(prep_seconds, 1),
+            held_out=judge_accuracy(Judge(tmp), eval_shop.path),
+        )
     return report
