@@ -7,6 +7,7 @@ import json
 import click
 
 from tailorgen.cli import main
+from tailorgen.cli.config_options import ConfigCommand
 
 
 @main.group()
@@ -14,49 +15,62 @@ def train() -> None:
     """Train tailorgen's embedded models (each writes save_pretrained weights and a training report)."""
 
 
-@train.command("encoder")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder to write.")
-@click.option(
-    "--work-dir",
-    type=click.Path(file_okay=False),
-    default="runs/work",
-    show_default=True,
-    help="Where the training and held-out shops are built (reused across runs).",
+def _work_dir_option(fn):
+    return click.option(
+        "--work-dir",
+        type=click.Path(file_okay=False),
+        default="runs/work",
+        show_default=True,
+        help="Where the training and held-out shops are built (reused across runs).",
+    )(fn)
+
+
+def _run(trainer, cfg, out, work_dir, device, checkpoint_every) -> dict:
+    from tailorgen.training import TrainingError
+
+    try:
+        return trainer(cfg, out, work_dir, device=device, checkpoint_every=checkpoint_every)
+    except TrainingError as e:  # a device this machine lacks, a checkpoint of another config in --out
+        raise click.ClickException(str(e)) from e
+
+
+@train.command(
+    "encoder",
+    cls=ConfigCommand,
+    config="tailorgen.encoders.train:EncoderTrainConfig",
+    aliases={"train_items": ["--items"]},
 )
-@click.option("--items", "train_items", type=int, default=20_000, show_default=True, help="Training shop size.")
-@click.option("--epochs", type=int, default=12, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-def train_encoder(out, work_dir, train_items, epochs, seed, device) -> None:
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder to write.")
+@_work_dir_option
+def train_encoder(out, work_dir, device, checkpoint_every, cfg) -> None:
     """Train the embedded image encoder into the frozen MiniLM text space (contrastive, locked text).
 
     Prints zero-shot accuracy per attribute and image-to-image precision@10 on held-out items.
     The checkpoint that ships with tailorgen was made with the defaults:
     `tailorgen train encoder --out src/tailorgen/assets/image_encoder`.
     """
-    from tailorgen.encoders.train import EncoderTrainConfig, train_image_encoder
+    from tailorgen.encoders.train import train_image_encoder
 
-    cfg = EncoderTrainConfig(train_items=train_items, epochs=epochs, seed=seed)
-    report = train_image_encoder(cfg, out, work_dir, device=device)
+    report = _run(train_image_encoder, cfg, out, work_dir, device, checkpoint_every)
     click.echo(json.dumps({k: report[k] for k in ("train_seconds", "final_loss", "metrics")}, indent=2))
 
 
-@train.command("judge")
+@train.command(
+    "judge",
+    cls=ConfigCommand,
+    config="tailorgen.evaluation.judge:JudgeTrainConfig",
+    aliases={"train_items": ["--items"]},
+)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder to write.")
-@click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)
-@click.option("--items", "train_items", type=int, default=30_000, show_default=True)
-@click.option("--epochs", type=int, default=20, show_default=True, help="20 epochs: about 30 min on 2 cores.")
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-def train_judge_cmd(out, work_dir, train_items, epochs, seed, device) -> None:
+@_work_dir_option
+def train_judge_cmd(out, work_dir, device, checkpoint_every, cfg) -> None:
     """Train the judge (evaluation only) on its own shop and report held-out accuracy per attribute.
 
     The shipped judge: `tailorgen train judge --out src/tailorgen/assets/judge`.
     """
-    from tailorgen.evaluation.judge import JudgeTrainConfig, train_judge
+    from tailorgen.evaluation.judge import train_judge
 
-    cfg = JudgeTrainConfig(train_items=train_items, epochs=epochs, seed=seed)
-    report = train_judge(cfg, out, work_dir, device=device)
+    report = _run(train_judge, cfg, out, work_dir, device, checkpoint_every)
     click.echo(json.dumps({k: report[k] for k in ("train_seconds", "held_out")}, indent=2))
 
 

@@ -24,11 +24,11 @@ overrides (the CLI's ``--config`` and ``--set``); ``setting`` gives a config fie
 
 from tailorgen.training.config import config_from, config_hash, require, setting
 from tailorgen.training.data import EpochOrder, TrainingShop, data_hashes, training_shop
+from tailorgen.training.environment import resolve_device, setup
 from tailorgen.training.errors import ConfigError, TrainingError
 from tailorgen.training.report import write_report
 from tailorgen.training.run import CHECKPOINT_EVERY, TrainingRun, TrainingStopped
 from tailorgen.training.schedule import set_lr, warmup_cosine
-from tailorgen.training.setup import resolve_device, setup
 
 __all__ = [
     "CHECKPOINT_EVERY",

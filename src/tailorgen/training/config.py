@@ -62,7 +62,7 @@ def config_from(cls: type[T], file: str | Path | None = None, overrides: typing.
         if not sep or not key.strip():
             raise ConfigError(f"{source}: write each override as key=value, e.g. --set epochs=3")
         key = key.strip().replace("-", "_")
-        values[key] = convert(text.strip(), types_[_known(key, types_, cls, source)], f"--set {key}")
+        values[key] = convert(text.strip(), types_[_known(key, types_, cls, source)], f"{source}: {key}")
     try:
         return cls(**values)
     except ConfigError:
@@ -124,7 +124,8 @@ def describe(hint: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(map(str, args))
     if origin in (tuple, list):
-        return f"comma-separated {describe(args[0])}s" if args else "a comma-separated list"
+        plural = {int: "integers", float: "numbers", str: "texts"}.get(args[0] if args else None, "values")
+        return f"comma-separated {plural}"
     return {bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(
         hint, getattr(hint, "__name__", str(hint))
     )

@@ -95,7 +95,8 @@ class TrainingRun:
                 bar.update()
                 if self.step % self.log_every == 0 or self.step == self.steps:
                     self._flush()
-                    bar.set_postfix(loss=f"{np.mean(self.history['loss'][-self.log_every :]):.4f}")
+                    if self.history["loss"]:
+                        bar.set_postfix(loss=f"{np.mean(self.history['loss'][-self.log_every :]):.4f}")
                 due = self.checkpoint_every and self.step % self.checkpoint_every == 0
                 stop = self.stop_after and self.step - start >= self.stop_after
                 if self.step < self.steps and (due or stop):
