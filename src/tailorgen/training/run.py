@@ -179,7 +179,7 @@ class TrainingRun:
         if set(ckpt["state"]) != set(self.tracked):
             raise TrainingError(f"{path} holds {sorted(ckpt['state'])}; this run tracks {sorted(self.tracked)}")
         for name, obj in self.tracked.items():
-            _load_state(obj, ckpt["state"][name])
+            _load_state(obj, ckpt["state"][name], self.device)
         _set_global_rng_states(ckpt["rng"])
         self.step = self.resumed_from = ckpt["step"]
         self.history, self._seconds_before = ckpt["history"], ckpt["seconds"]
@@ -223,13 +223,15 @@ def _state_of(obj: Any, name: str) -> Any:
     )
 
 
-def _load_state(obj: Any, state: Any) -> None:
+def _load_state(obj: Any, state: Any, device: str) -> None:
     if isinstance(obj, np.random.Generator):
         obj.bit_generator.state = state
     elif isinstance(obj, torch.Generator):
         obj.set_state(state)
     else:
-        obj.load_state_dict(state)
+        obj.load_state_dict(state)  # modules copy into their tensors; optimizers move state to their params
+        if hasattr(obj, "shadow_params"):  # diffusers' EMAModel keeps the loaded tensors where they are: the CPU
+            obj.to(device=device)
 
 
 def _global_rng_states() -> dict:
