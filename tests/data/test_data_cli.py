@@ -133,10 +133,10 @@ def test_split_command_errors_are_clear(dataset, tmp_path):
     assert r.exit_code == 2 and "three non-negative fractions" in r.output
     assert _run("data", "split", dataset, "--method", "loo").exit_code == 0
     r = _run("data", "split", dataset, "--method", "loo")
-    assert r.exit_code == 1 and "already exists" in r.output and "--overwrite" in r.output
+    assert r.exit_code == 2 and "already exists" in r.output and "--overwrite" in r.output
     assert _run("data", "split", dataset, "--method", "loo", "--overwrite").exit_code == 0
     r = _run("data", "split", tmp_path, "--method", "loo")
-    assert r.exit_code == 1 and "not a tailorgen dataset" in r.output
+    assert r.exit_code == 2 and "not a tailorgen dataset" in r.output
 
 
 def test_help_texts_explain_the_options():

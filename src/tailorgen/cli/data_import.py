@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
+from tailorgen.cli import USER_ERRORS, CommandError, one_line
 from tailorgen.cli.data import data
 from tailorgen.data.adapters import ADAPTERS, import_dataset, load_mapping, read_import_report
-from tailorgen.data.errors import DataError
 
 
 @data.command("import")
 @click.argument("format", metavar="FORMAT", type=click.Choice(sorted(ADAPTERS)))
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Dataset directory to create.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists (only once the new dataset is complete).")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out if it is a tailorgen dataset (only once the new one is complete); any other folder, and "
+    "a folder holding a SOURCE, is never replaced.",
+)
 @click.option("--strict", is_flag=True, help="Stop at the first bad row (file, line, field) instead of skipping it.")
 @click.option(
     "--images",
@@ -49,7 +56,9 @@ def import_(format, sources, out, overwrite, strict, images, mapping_file, map_p
     report are tailorgen's names (user_id, item_id, timestamp, title, image). Unused source
     fields of items are kept as JSON in the items' `extra` column. Image URLs go to `image_url`;
     `tailorgen data fetch-images` downloads them. A failed import writes nothing and leaves an
-    existing --out as it was.
+    existing --out as it was. Ids may hold any text: image files are named by a safe encoding of
+    the id (or its hash), never by the id itself. Ratings must be finite and on the format's scale,
+    prices finite and >= 0, and dates plausible (1980 to 2100); other values are counted skips.
 
     \b
     SOURCE per format (.gz allowed for JSON lines and CSV):
@@ -77,22 +86,21 @@ def import_(format, sources, out, overwrite, strict, images, mapping_file, map_p
       items:        item_id, title (required), description, category, tags, image, image_url, brand, price
       interactions: user_id, item_id, timestamp (required), rating, review
       users:        user_id
-      options:      tags_sep ("|"), timestamp_unit (s|ms), delimiter (tab for .tsv, else ","), encoding (utf-8)
+      options:      tags_sep ("|"), timestamp_unit (s|ms|auto), delimiter (tab for .tsv, else ","),
+                    encoding (utf-8), rating_scale (-10..10), check_dates (true; false for a relative clock)
     Timestamps may be numbers, ISO-8601 text or Parquet timestamps; tags a list, a JSON list or text.
     """
     opts: dict = {"overwrite": overwrite, "strict": strict}
     if images is not None:
         opts["images"] = images
+    existed = bool(out.strip()) and os.path.lexists(out)
     try:
         if mapping_file is not None or map_pairs:
             opts["mapping"] = load_mapping(mapping_file, map_pairs)
         out_dir = import_dataset(format, list(sources), out, **opts)
-    except DataError as e:
-        raise click.ClickException(f"{e}\nNothing was written; {out} is unchanged.") from e
-    except (FileExistsError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
+    except USER_ERRORS as e:
+        kept = f", {out} is unchanged" if existed else ""
+        raise CommandError(f"{one_line(e)}; nothing was written{kept}") from e
 
     from tailorgen.data import Dataset
 

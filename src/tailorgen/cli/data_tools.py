@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
 from tailorgen.cli.data import data
 
 _DATASET = click.argument("dataset_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
-
-
-def _fail(e: Exception) -> click.ClickException:
-    return click.ClickException(str(e))
 
 
 @data.command("stats")
@@ -25,7 +22,13 @@ def _fail(e: Exception) -> click.ClickException:
     metavar="PNG",
     help="Also write a matplotlib histogram of interactions per user to this PNG file.",
 )
-@click.option("--bins", type=click.IntRange(min=1), default=12, show_default=True, help="Bins of the text histogram.")
+@click.option(
+    "--bins",
+    type=click.IntRange(1, 1000),
+    default=12,
+    show_default=True,
+    help="Bins of the text histogram (1 to 1000).",
+)
 def stats(dataset_dir, as_json, plot, bins) -> None:
     """Describe the dataset in DIR: counts, sparsity, history lengths, ratings.
 
@@ -41,14 +44,11 @@ def stats(dataset_dir, as_json, plot, bins) -> None:
     """
     from tailorgen.data.stats import dataset_stats, format_stats, plot_history_lengths
 
-    try:
-        result = dataset_stats(dataset_dir, bins=bins)
-        if plot:
-            result["plot"] = str(plot_history_lengths(dataset_dir, plot))
-    except (FileNotFoundError, ValueError) as e:
-        raise _fail(e) from e
+    result = dataset_stats(dataset_dir, bins=bins)
+    if plot:
+        result["plot"] = str(plot_history_lengths(dataset_dir, plot))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result, indent=2, allow_nan=False))  # strict JSON: NaN/Infinity would be an error
     else:
         click.echo(format_stats(result))
         if plot:
@@ -60,8 +60,8 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
         parts = tuple(float(x) for x in value.split(","))
     except ValueError:
         raise click.BadParameter("write three numbers separated by commas, e.g. 0.8,0.1,0.1") from None
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
-        raise click.BadParameter(f"need three non-negative fractions summing to 1, got {value}")
+    if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise click.BadParameter(f"need three non-negative fractions summing to 1 (finite numbers), got {value}")
     return parts
 
 
@@ -105,7 +105,9 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
     callback=_fractions,
     help="user: train,valid,test shares of the users.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="user: seed of the random user assignment.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="user: seed of the random user assignment."
+)
 @click.option(
     "--history",
     "history_len",
@@ -129,7 +131,10 @@ def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
     "[default: N, full windows only].",
 )
 @click.option(
-    "--overwrite", is_flag=True, help="Replace an existing split of the same name (only once the new one is complete)."
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing split of the same name (only once the new one is complete; only a folder with a "
+    "split.json).",
 )
 def split(
     dataset_dir,
@@ -163,24 +168,21 @@ def split(
 
     if method == "kcore" and k is None and user_k is None and item_k is None:
         raise click.UsageError("--method kcore needs --k (or --user-k / --item-k)")
-    try:
-        meta = split_dataset(
-            dataset_dir,
-            method,
-            name,
-            overwrite=overwrite,
-            k=k,
-            user_k=user_k,
-            item_k=item_k,
-            short_history=short_history,
-            fractions=fractions,
-            seed=seed,
-            history_len=history_len,
-            stride=stride,
-            min_history=min_history,
-        )
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        raise _fail(e) from e
+    meta = split_dataset(
+        dataset_dir,
+        method,
+        name,
+        overwrite=overwrite,
+        k=k,
+        user_k=user_k,
+        item_k=item_k,
+        short_history=short_history,
+        fractions=fractions,
+        seed=seed,
+        history_len=history_len,
+        stride=stride,
+        min_history=min_history,
+    )
     click.echo(
         json.dumps(
             {key: meta[key] for key in ("name", "method", "params", "seed", "kcore", "counts", "notes")}, indent=2
@@ -198,38 +200,50 @@ def split(
     "[default: $TAILORGEN_CACHE/images, else ~/.cache/tailorgen/images].",
 )
 @click.option(
-    "--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Most downloads in flight at once."
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Most downloads in flight at once (1 to 64).",
 )
 @click.option(
     "--retries",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 10),
     default=3,
     show_default=True,
     help="Extra attempts after a connection error, timeout, HTTP 5xx or 429 (never after 404), "
-    "with exponential backoff.",
+    "with exponential backoff (0 to 10).",
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(0, 600, min_open=True),
     default=10.0,
     show_default=True,
-    help="Seconds allowed to connect and for each read.",
+    help="Seconds allowed to connect and for each read (at most 600).",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(0, 3600, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Most seconds one image may take, every attempt and wait included (at most 3600); a server that "
+    "sends a byte at a time is cut off here, and the URL is reported as deadline_exceeded.",
 )
 @click.option(
     "--min-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 4096),
     default=8,
     show_default=True,
-    help="Smallest accepted width and height in pixels; smaller images count as broken.",
+    help="Smallest accepted width and height in pixels (1 to 4096); smaller images count as broken.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def fetch_images_cmd(dataset_dir, cache_dir, concurrency, retries, timeout, min_size, no_progress) -> None:
+def fetch_images_cmd(dataset_dir, cache_dir, concurrency, retries, timeout, deadline, min_size, no_progress) -> None:
     """Download the images of items in DIR that have an image_url but no image.
 
     Every image must decode completely with PIL (HTML error pages and truncated files are
     rejected and not cached). Images go to DIR/images/fetched/, items.parquet and
     manifest.json are updated atomically, and every URL that failed is listed with its
-    reason (not_found, http_error, broken_image, retries_exhausted, ...) in
+    reason (not_found, http_error, broken_image, retries_exhausted, deadline_exceeded, ...) in
     DIR/download_report.json. Running it again only tries what is still missing.
 
     \b
@@ -238,18 +252,16 @@ def fetch_images_cmd(dataset_dir, cache_dir, concurrency, retries, timeout, min_
     """
     from tailorgen.data.download import fetch_images
 
-    try:
-        report = fetch_images(
-            dataset_dir,
-            cache_dir=cache_dir,
-            concurrency=concurrency,
-            retries=retries,
-            timeout=timeout,
-            min_size=min_size,
-            progress=not no_progress,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        raise _fail(e) from e
+    report = fetch_images(
+        dataset_dir,
+        cache_dir=cache_dir,
+        concurrency=concurrency,
+        retries=retries,
+        timeout=timeout,
+        deadline=deadline,
+        min_size=min_size,
+        progress=not no_progress,
+    )
     click.echo(report.summary())
     if report.failed:
         click.echo(f"see {dataset_dir}/download_report.json for each failed URL and its reason")

@@ -7,6 +7,7 @@ import json
 import click
 
 from tailorgen.cli import main
+from tailorgen.cli.options import device_option
 
 
 @main.command("encode")
@@ -29,7 +30,7 @@ from tailorgen.cli import main
     default=None,
     help="Where embeddings are cached (default: DATASET_DIR/embeddings).",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or auto.")
+@device_option()
 def encode(dataset_dir, modality, text_model, image_model, cache_dir, device) -> None:
     """Embed every item of DATASET_DIR by text and/or image.
 
@@ -58,7 +59,9 @@ def encode(dataset_dir, modality, text_model, image_model, cache_dir, device) ->
     default=None,
     help="Judge checkpoint folder (default: the one shipped with tailorgen).",
 )
-@click.option("--limit", type=int, default=None, help="Score only the first N items.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Score only the first N items (N >= 1) [default: all]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def judge(dataset_dir, judge_path, limit, as_json) -> None:
     """Per-attribute accuracy of the judge on DATASET_DIR (a shop with ground truth, any seed).

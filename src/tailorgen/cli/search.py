@@ -6,7 +6,8 @@ import json
 
 import click
 
-from tailorgen.cli import main
+from tailorgen.cli import CommandError, main
+from tailorgen.cli.options import device_option
 from tailorgen.retrieval import KINDS
 
 
@@ -42,7 +43,7 @@ def _clip(text: str | None, width: int) -> str:
     default=None,
     help="Where embeddings are cached (default: DATASET_DIR/embeddings).",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or auto.")
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def search(dataset_dir, item_id, by, k, kind, model, cache_dir, device, as_json) -> None:
     """The K items of DATASET_DIR most similar to --item, by text or by image, with scores and titles.
@@ -58,13 +59,10 @@ def search(dataset_dir, item_id, by, k, kind, model, cache_dir, device, as_json)
     ds = Dataset(dataset_dir)
     if item_id not in ds.item_row:
         raise click.BadParameter(f"item {item_id!r} is not in {ds.root / 'items.parquet'}", param_hint="--item")
-    try:
-        encoder = make_encoder(by, model, device=device)
-    except FileNotFoundError as e:  # e.g. no image encoder shipped or trained yet: its message says how
-        raise click.ClickException(str(e)) from e
+    encoder = make_encoder(by, model, device=device)  # a missing model folder: its message says how to make one
     ids, vectors = encode_catalog(ds, encoder, cache_dir=cache_dir, progress=not as_json)
     if item_id not in set(ids):
-        raise click.ClickException(f"item {item_id!r} has no image, so it cannot be searched --by image; try --by text")
+        raise CommandError(f"item {item_id!r} has no image, so it cannot be searched --by image; try --by text")
     retriever_cls = TextRetriever if by == "text" else ImageRetriever
     retriever = retriever_cls.from_embeddings(ids, vectors, kind=kind)
     neighbours = retriever.retrieve([item_id], k)[0]

@@ -47,6 +47,7 @@ BROKEN_IMAGE = "broken_image"  # the bytes are not a fully decodable image of at
 RETRIES_EXHAUSTED = "retries_exhausted"  # connection errors, timeouts, 5xx or 429 on every attempt
 TOO_LARGE = "too_large"  # the response exceeded max_bytes
 INVALID_URL = "invalid_url"  # not an http(s) URL
+DEADLINE = "deadline_exceeded"  # the image took longer than its deadline, all attempts and waits together
 
 # Status codes worth another attempt: the server may recover or stop rate-limiting us.
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -145,7 +146,7 @@ class DownloadReport:
 
 
 class _Fetcher:
-    """One URL -> verified image bytes, through the cache, with retries. Thread-safe."""
+    """One URL -> verified image bytes, through the cache, with retries, within a deadline. Thread-safe."""
 
     def __init__(
         self,
@@ -155,6 +156,8 @@ class _Fetcher:
         backoff: float,
         min_size: int,
         max_bytes: int,
+        timeout: float = 10.0,
+        deadline: float = 60.0,
     ):
         self.client = client
         self.cache_dir = cache_dir
@@ -162,6 +165,8 @@ class _Fetcher:
         self.backoff = backoff
         self.min_size = min_size
         self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.deadline = deadline
 
     def cache_path(self, url: str) -> Path:
         key = url_key(url)
@@ -199,41 +204,63 @@ class _Fetcher:
         return _Outcome(url, data=data, ext=ext, from_cache=True)
 
     def _download(self, url: str) -> _Outcome:
-        last = ""
+        """Attempts until one succeeds, fails for good, the retries run out or the deadline passes.
+
+        ``timeout`` bounds each connect and each read, so a server that sends one byte every few
+        seconds would never trip it; the deadline bounds the whole image.
+        """
+        stop = time.monotonic() + self.deadline
+        last, made = "", 0
         for attempt in range(self.retries + 1):
-            wait = self.backoff * (2**attempt)
+            left = stop - time.monotonic()
+            if left <= 0:
+                break
+            made += 1
             try:
-                with self.client.stream("GET", url) as response:
-                    status = response.status_code
-                    if status in _GONE_STATUS:
-                        return _Outcome(url, reason=NOT_FOUND, detail=f"HTTP {status}", attempts=attempt + 1)
-                    if status in _RETRY_STATUS:
-                        last = f"HTTP {status}"
-                        wait = max(wait, _retry_after(response.headers.get("Retry-After")))
-                    elif status >= 400:
-                        return _Outcome(url, reason=HTTP_ERROR, detail=f"HTTP {status}", attempts=attempt + 1)
-                    else:
-                        data = bytearray()
-                        for chunk in response.iter_bytes():
-                            data += chunk
-                            if len(data) > self.max_bytes:
-                                return _Outcome(
-                                    url,
-                                    reason=TOO_LARGE,
-                                    detail=f"more than {self.max_bytes} bytes",
-                                    attempts=attempt + 1,
-                                )
-                        return _Outcome(url, data=bytes(data), attempts=attempt + 1)
+                result = self._attempt(url, attempt, stop, min(self.timeout, left))
             except httpx.TransportError as e:  # connect/read errors and timeouts
-                last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                result = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            if isinstance(result, _Outcome):
+                return result
+            last, wait = result if isinstance(result, tuple) else (result, self.backoff * (2**attempt))
             if attempt < self.retries:
-                time.sleep(min(wait, _MAX_WAIT_S))
+                time.sleep(max(0.0, min(wait, _MAX_WAIT_S, stop - time.monotonic())))
+        if time.monotonic() >= stop:
+            detail = f"more than {self.deadline:g} s" + (f"; last: {last}" if last else "")
+            return _Outcome(url, reason=DEADLINE, detail=detail, attempts=made)
         return _Outcome(
             url,
             reason=RETRIES_EXHAUSTED,
             detail=f"{self.retries + 1} attempts, last: {last}",
             attempts=self.retries + 1,
         )
+
+    def _attempt(self, url: str, attempt: int, stop: float, timeout: float) -> _Outcome | tuple[str, float]:
+        """One GET: a final outcome, or (what went wrong, seconds to wait) when another attempt may succeed."""
+        with self.client.stream("GET", url, timeout=httpx.Timeout(timeout)) as response:
+            status = response.status_code
+            if status in _GONE_STATUS:
+                return _Outcome(url, reason=NOT_FOUND, detail=f"HTTP {status}", attempts=attempt + 1)
+            if status in _RETRY_STATUS:
+                wait = max(self.backoff * (2**attempt), _retry_after(response.headers.get("Retry-After")))
+                return f"HTTP {status}", wait
+            if status >= 400:
+                return _Outcome(url, reason=HTTP_ERROR, detail=f"HTTP {status}", attempts=attempt + 1)
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > self.max_bytes:
+                    return _Outcome(
+                        url, reason=TOO_LARGE, detail=f"more than {self.max_bytes} bytes", attempts=attempt + 1
+                    )
+                if time.monotonic() > stop:
+                    return _Outcome(
+                        url,
+                        reason=DEADLINE,
+                        detail=f"more than {self.deadline:g} s ({len(data)} bytes received)",
+                        attempts=attempt + 1,
+                    )
+            return _Outcome(url, data=bytes(data), attempts=attempt + 1)
 
 
 def _retry_after(value: str | None) -> float:
@@ -271,6 +298,7 @@ def fetch_images(
     max_bytes: int = 20 * 1024 * 1024,
     progress: bool = True,
     client: httpx.Client | None = None,
+    deadline: float = 60.0,
 ) -> DownloadReport:
     """Download the missing images of ``dataset_dir`` and record them in the dataset.
 
@@ -286,25 +314,21 @@ def fetch_images(
         max_bytes: largest accepted response, so one huge file cannot fill memory.
         progress: show a tqdm bar.
         client: an httpx.Client to use (for proxies or custom headers); made here if None.
+        deadline: most seconds one image may take, every attempt and wait included; a server
+            that trickles bytes slower than ``timeout`` would otherwise hold a download forever.
 
     Items sharing a URL get the same image file. Items whose URL failed keep ``image`` null.
     The report is also written to ``DATASET/download_report.json``.
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
+    _check_limits(concurrency=concurrency, retries=retries, timeout=timeout, deadline=deadline, max_bytes=max_bytes)
     start = time.perf_counter()
     ds = Dataset(dataset_dir)
-    root = ds.root
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     items = ds.items
     needs = _needs_image(items)
     urls_per_row = items.column("image_url").combine_chunks()
     wanted = pc.filter(urls_per_row, needs).to_pylist()
     unique_urls = list(dict.fromkeys(wanted))  # first-seen order, so the report is deterministic
     report = DownloadReport(items_needing_image=len(wanted), urls=len(unique_urls))
-
     outcomes: dict[str, _Outcome] = {}
     if unique_urls:
         own_client = client is None
@@ -315,45 +339,78 @@ def fetch_images(
                 limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
                 headers={"User-Agent": "tailorgen-image-fetcher"},
             )
-        fetch = _Fetcher(client, cache, retries, backoff, min_size, max_bytes)
-        write_lock = threading.Lock()
-
-        def work(url: str) -> _Outcome:
-            out = fetch(url)
-            if out.data is not None:
-                rel = f"images/fetched/{url_key(url)[:2]}/{url_key(url)}{out.ext}"
-                path = root / rel
-                if not path.exists() or path.read_bytes() != out.data:
-                    atomic_write_bytes(path, out.data)
-                out.detail = rel
-                out.data = None  # the file is on disk; do not hold every image in memory
-            with write_lock:
-                outcomes[url] = out
-            return out
-
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        fetch = _Fetcher(client, cache, retries, backoff, min_size, max_bytes, timeout, deadline)
         try:
-            with (
-                ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool,
-                tqdm(total=len(unique_urls), desc="images", unit="url", disable=not progress) as bar,
-            ):
-                futures = [pool.submit(work, u) for u in unique_urls]
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.update(1)
+            outcomes = _fetch_all(unique_urls, fetch, ds.root, concurrency, progress)
         finally:
             if own_client:
                 client.close()
+    new_image = _record_outcomes(items, needs, urls_per_row, unique_urls, outcomes, report)
+    report.seconds = time.perf_counter() - start
+    _commit(ds, items, new_image, report)
+    return report
 
-    item_ids = items.column("item_id").to_pylist()
+
+def _check_limits(**values: float) -> None:
+    """The options' allowed ranges, checked before any request is made."""
+    lowest = {"concurrency": 1, "retries": 0, "max_bytes": 1}
+    for name, value in values.items():
+        if not isinstance(value, int | float) or value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if name in lowest and value < lowest[name]:
+            raise ValueError(f"{name} must be at least {lowest[name]}, got {value}")
+        if name not in lowest and value <= 0:
+            raise ValueError(f"{name} must be more than 0 seconds, got {value}")
+
+
+def _fetch_all(urls: list[str], fetch: _Fetcher, root: Path, concurrency: int, progress: bool) -> dict[str, _Outcome]:
+    """Fetch every URL on a thread pool; each verified image is written into the dataset as soon as it arrives."""
+    outcomes: dict[str, _Outcome] = {}
+    lock = threading.Lock()
+
+    def work(url: str) -> _Outcome:
+        out = fetch(url)
+        if out.data is not None:
+            rel = f"images/fetched/{url_key(url)[:2]}/{url_key(url)}{out.ext}"
+            path = root / rel
+            if not path.exists() or path.read_bytes() != out.data:
+                atomic_write_bytes(path, out.data)
+            out.detail = rel
+            out.data = None  # the file is on disk; do not hold every image in memory
+        with lock:
+            outcomes[url] = out
+        return out
+
+    with (
+        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool,
+        tqdm(total=len(urls), desc="images", unit="url", disable=not progress) as bar,
+    ):
+        for fut in as_completed([pool.submit(work, u) for u in urls]):
+            fut.result()
+            bar.update(1)
+    return outcomes
+
+
+def _record_outcomes(
+    items: pa.Table,
+    needs: pa.Array,
+    urls_per_row: pa.Array,
+    unique_urls: list[str],
+    outcomes: dict[str, _Outcome],
+    report: DownloadReport,
+) -> list[str | None]:
+    """The items' new ``image`` column; fills the report's counts and its list of failed URLs."""
     new_image = items.column("image").to_pylist()
-    for i, (need, url) in enumerate(zip(needs.to_pylist(), urls_per_row.to_pylist())):
-        if need and outcomes[url].reason is None:
+    ids_by_url: dict[str, list[str]] = {}
+    rows = zip(needs.to_pylist(), urls_per_row.to_pylist(), items.column("item_id").to_pylist())
+    for i, (need, url, item_id) in enumerate(rows):
+        if not need:
+            continue
+        ids_by_url.setdefault(url, []).append(item_id)
+        if outcomes[url].reason is None:
             new_image[i] = outcomes[url].detail
             report.items_updated += 1
-    ids_by_url: dict[str, list[str]] = {}
-    for need, url, item_id in zip(needs.to_pylist(), urls_per_row.to_pylist(), item_ids):
-        if need:
-            ids_by_url.setdefault(url, []).append(item_id)
     for url in unique_urls:
         out = outcomes[url]
         if out.reason is None:
@@ -369,9 +426,7 @@ def fetch_images(
                     "attempts": out.attempts,
                 }
             )
-    report.seconds = time.perf_counter() - start
-    _commit(ds, items, new_image, report)
-    return report
+    return new_image
 
 
 def _commit(ds: Dataset, items: pa.Table, new_image: list[str | None], report: DownloadReport) -> None:

@@ -29,6 +29,21 @@ class DataError(ValueError):
         return {"file": self.file, "line": self.line, "field": self.field, "reason": self.message}
 
 
+class UnknownIdError(DataError, KeyError):
+    """An id (user, item) that the dataset or shop does not have. Also a KeyError, as lookups raise."""
+
+    def __init__(self, kind: str, value: str, where: str = "", known: list[str] | None = None):
+        hint = f"; known {kind}s include {', '.join(repr(k) for k in known[:5])}" if known else ""
+        super().__init__(where, None, None, f"unknown {kind} {value!r}{hint}")
+
+    def __str__(self) -> str:
+        return super().__str__() if self.file else self.message
+
+
+class InvalidValue(ValueError):
+    """One value that cannot be taken as it is; the message is the reason. The caller adds file, line and field."""
+
+
 @dataclass
 class ImportReport:
     """What an import kept and what it skipped, and why. Written as import_report.json.

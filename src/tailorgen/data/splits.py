@@ -16,8 +16,9 @@ split run twice on the same input writes byte-identical Parquet files. ``split.j
 method, its parameters, the seed, counts and the sha256 of the input and of every output file;
 ``load_split`` checks those hashes so a stale or damaged split is an error, not a silent mismatch.
 
-Splits live in ``DATASET/splits/NAME/`` and are written atomically (built in a temporary
-directory, renamed into place).
+Splits live in ``DATASET/splits/NAME/`` (NAME a plain folder name) and are written atomically
+(built in a temporary directory, renamed into place); ``overwrite`` replaces only a folder that
+holds a split.json.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tailorgen import __version__
 from tailorgen.common import atomic_dir, hash_file, read_json, write_json
 from tailorgen.common.manifest import now_utc
 from tailorgen.data.errors import DataError
+from tailorgen.data.ids import plain_name
 from tailorgen.data.schema import TABLES
 from tailorgen.data.store import Dataset
 
@@ -234,7 +236,7 @@ def user_split(
     ``round(cumsum(fractions) * n_users)`` boundaries, so they add up to exactly n_users.
     """
     fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+    if len(fractions) != 3 or not all(np.isfinite(f) and f >= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
     ordered = _ordered(interactions)
     user_ids = np.array(pc.unique(ordered.column("user_id")).to_pylist(), dtype=object)
@@ -331,9 +333,7 @@ def split_dataset(
     """
     if method not in METHODS:
         raise ValueError(f"unknown split method {method!r}; choose one of {', '.join(METHODS)}")
-    name = name or method
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise ValueError(f"split name {name!r} must be a plain directory name")
+    name = plain_name(name or method, "split name")
     ds = Dataset(dataset_dir)
     inter_path = ds.root / TABLES["interactions"][0]
     interactions = ds.interactions
@@ -367,7 +367,7 @@ def split_dataset(
         "created": now_utc(),
         "tailorgen_version": __version__,
     }
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, replaceable=lambda d: (d / "split.json").is_file(), what="split") as tmp:
         for part, table in result.tables.items():
             filename = f"{part}.parquet"
             _write_parquet(table, tmp / filename)

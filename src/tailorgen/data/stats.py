@@ -71,26 +71,36 @@ def dataset_stats(dataset_dir: str | os.PathLike, bins: int = 12) -> dict[str, A
         }
     else:
         stats["history_length"] = None
-    ratings = inter.column("rating").drop_null().to_numpy()
-    if len(ratings):
-        values, value_counts = np.unique(ratings, return_counts=True)
-        dist: dict[str, Any] = {
-            "n": int(len(ratings)),
-            "mean": float(ratings.mean()),
-            "min": float(ratings.min()),
-            "max": float(ratings.max()),
-        }
-        if len(values) <= _MAX_RATING_VALUES:
-            dist["counts"] = {f"{v:g}": int(c) for v, c in zip(values, value_counts)}
-        else:
-            hist, edges = np.histogram(ratings, bins=10)
-            dist["histogram"] = [
-                {"lo": float(lo), "hi": float(hi), "n": int(n)} for lo, hi, n in zip(edges[:-1], edges[1:], hist)
-            ]
-        stats["ratings"] = dist
-    else:
-        stats["ratings"] = None
+    stats["ratings"] = _rating_stats(inter.column("rating").drop_null().to_numpy())
     return stats
+
+
+def _rating_stats(ratings: np.ndarray) -> dict[str, Any] | None:
+    """Distribution of the finite ratings; NaN or infinite ones (which imports refuse, but a dataset written
+    by other code may hold) are counted apart, so no statistic is ever NaN or infinite."""
+    ratings = ratings.astype(np.float64)  # a float32 mean of large ratings could overflow to infinity
+    finite = np.isfinite(ratings)
+    non_finite = int((~finite).sum())
+    ratings = ratings[finite]
+    if not len(ratings):
+        return {"n": 0, "non_finite": non_finite} if non_finite else None
+    values, value_counts = np.unique(ratings, return_counts=True)
+    dist: dict[str, Any] = {
+        "n": int(len(ratings)),
+        "mean": float(ratings.mean()),
+        "min": float(ratings.min()),
+        "max": float(ratings.max()),
+    }
+    if non_finite:
+        dist["non_finite"] = non_finite
+    if len(values) <= _MAX_RATING_VALUES:
+        dist["counts"] = {f"{v:g}": int(c) for v, c in zip(values, value_counts)}
+    else:
+        hist, edges = np.histogram(ratings, bins=10)
+        dist["histogram"] = [
+            {"lo": float(lo), "hi": float(hi), "n": int(n)} for lo, hi, n in zip(edges[:-1], edges[1:], hist)
+        ]
+    return dist
 
 
 def _bar(n: int, most: int, width: int) -> str:
@@ -123,7 +133,10 @@ def format_stats(stats: dict[str, Any], width: int = 40) -> str:
         for label, b in zip(labels, h["histogram"]):
             lines.append(f"  {label:>{pad}} | {_bar(b['users'], most, width)} {b['users']}")
     r = stats["ratings"]
-    if r:
+    if r and r.get("non_finite"):
+        lines.append("")
+        lines.append(f"ratings: {r['non_finite']:,} are NaN or infinite and left out of every statistic")
+    if r and r["n"]:
         lines.append("")
         lines.append(f"ratings ({r['n']:,} rated, mean {r['mean']:.2f})")
         if "counts" in r:

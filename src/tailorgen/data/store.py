@@ -11,7 +11,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,7 +26,8 @@ from PIL import Image
 from tailorgen import __version__
 from tailorgen.common import atomic_dir, hash_file, hash_tree, read_json, write_json
 from tailorgen.common.manifest import environment_versions, now_utc
-from tailorgen.data.errors import DataError, ImportReport
+from tailorgen.data.errors import DataError, ImportReport, InvalidValue, UnknownIdError
+from tailorgen.data.ids import id_file_name, normalize_id, resolve_inside
 from tailorgen.data.schema import (
     INTERACTIONS_SCHEMA,
     ITEMS_SCHEMA,
@@ -36,6 +37,7 @@ from tailorgen.data.schema import (
     SCHEMA_VERSION,
     TABLES,
 )
+from tailorgen.data.values import finite_number, price_value, rating_value, timestamp_seconds
 
 # A row from some source file, with where it came from, so errors can name file and line.
 Provenance = tuple[str, int | None]
@@ -45,8 +47,18 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
+def _has_value(value: Any) -> bool:
+    """Present at all: not None and not blank text. (A NaN is present, and then reported as not a number.)"""
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
 def clean_items(rows: Iterable[tuple[dict, Provenance]], report: ImportReport) -> list[dict]:
-    """Keep well-formed item rows: required fields present, ids unique. Others are reported."""
+    """Keep well-formed item rows: required fields present, ids valid and unique. Others are reported.
+
+    Ids follow ``tailorgen.data.ids.normalize_id``; a price that is not a finite number >= 0 is
+    reported and dropped (the item stays); price text that is no single price ("$1 - $2") becomes
+    None, and the adapters keep it in ``extra``.
+    """
     seen: dict[str, Provenance] = {}
     kept = []
     for row, (file, line) in rows:
@@ -54,7 +66,11 @@ def clean_items(rows: Iterable[tuple[dict, Provenance]], report: ImportReport) -
         if missing:
             report.skip(file, line, missing, "missing required field")
             continue
-        item_id = str(row["item_id"])
+        try:
+            item_id = normalize_id(row["item_id"])
+        except InvalidValue as e:
+            report.skip(file, line, "item_id", str(e))
+            continue
         if item_id in seen:
             first = seen[item_id]
             report.skip(file, line, "item_id", f"duplicate id: '{item_id}' first seen at {first[0]}:{first[1]}")
@@ -66,51 +82,76 @@ def clean_items(rows: Iterable[tuple[dict, Provenance]], report: ImportReport) -
             row["tags"] = [str(t) for t in row["tags"] if not _is_missing(t)]
         if row["price"] is not None:
             try:
-                row["price"] = float(row["price"])
-            except (TypeError, ValueError):
-                row["price"] = None  # prices like "$1,299 - $1,499" are common; the raw text stays in extra
+                row["price"] = price_value(row["price"])
+            except InvalidValue as e:
+                report.skip(file, line, "price", f"{e}; item '{item_id}' kept without a price")
+                row["price"] = None
         kept.append(row)
     return kept
 
 
+class _Skip(Exception):
+    def __init__(self, field_name: str, reason: str):
+        self.field, self.reason = field_name, reason
+
+
+def _interaction(
+    row: dict, known_items: set[str], unit: str, dates: tuple[int, int] | None, scale: tuple[float, float] | None
+) -> dict:
+    """One interaction row cleaned, or _Skip naming the first bad field."""
+    missing = next((f for f in REQUIRED_INTERACTION_FIELDS if _is_missing(row.get(f))), None)
+    if missing:
+        raise _Skip(missing, "missing required field")
+    ids = {}
+    for name in ("user_id", "item_id"):
+        try:
+            ids[name] = normalize_id(row[name])
+        except InvalidValue as e:
+            raise _Skip(name, str(e)) from None
+    if ids["item_id"] not in known_items:
+        raise _Skip("item_id", f"unknown item: '{ids['item_id']}' is not in the item table")
+    try:
+        ts = timestamp_seconds(row["timestamp"], unit, dates)
+    except InvalidValue as e:
+        raise _Skip("timestamp", str(e)) from None
+    rating = row.get("rating")
+    if _has_value(rating):
+        try:
+            rating = rating_value(rating, scale) if scale else finite_number(rating)
+        except InvalidValue as e:
+            raise _Skip("rating", str(e)) from None
+    else:
+        rating = None
+    review = row.get("review")
+    return {
+        **ids,
+        "timestamp": ts,
+        "rating": rating,
+        "review": None if _is_missing(review) else str(review),
+    }
+
+
 def clean_interactions(
-    rows: Iterable[tuple[dict, Provenance]], known_items: set[str], report: ImportReport
+    rows: Iterable[tuple[dict, Provenance]],
+    known_items: set[str],
+    report: ImportReport,
+    *,
+    timestamp_unit: str = "s",
+    dates: tuple[int, int] | None = None,
+    rating_scale: tuple[float, float] | None = None,
 ) -> list[dict]:
-    """Keep interactions with every required field, a numeric timestamp and a known item."""
+    """Keep interactions with every required field, valid ids, a known item, a timestamp and a finite rating.
+
+    Timestamps are read in ``timestamp_unit`` (see ``tailorgen.data.values.timestamp_seconds``);
+    importers pass ``dates=PLAUSIBLE_DATES`` and their format's ``rating_scale``. A row with a
+    bad value is skipped and reported with the field, never stored with a made-up value.
+    """
     kept = []
     for row, (file, line) in rows:
-        missing = next((f for f in REQUIRED_INTERACTION_FIELDS if _is_missing(row.get(f))), None)
-        if missing:
-            report.skip(file, line, missing, "missing required field")
-            continue
         try:
-            ts = int(float(row["timestamp"]))
-        except (TypeError, ValueError):
-            report.skip(file, line, "timestamp", f"not a number: {row['timestamp']!r}")
-            continue
-        rating = row.get("rating")
-        if not _is_missing(rating):
-            try:
-                rating = float(rating)
-            except (TypeError, ValueError):
-                report.skip(file, line, "rating", f"not a number: {rating!r}")
-                continue
-        else:
-            rating = None
-        item_id = str(row["item_id"])
-        if item_id not in known_items:
-            report.skip(file, line, "item_id", f"unknown item: '{item_id}' is not in the item table")
-            continue
-        review = row.get("review")
-        kept.append(
-            {
-                "user_id": str(row["user_id"]),
-                "item_id": item_id,
-                "timestamp": ts,
-                "rating": rating,
-                "review": None if _is_missing(review) else str(review),
-            }
-        )
+            kept.append(_interaction(row, known_items, timestamp_unit, dates, rating_scale))
+        except _Skip as e:
+            report.skip(file, line, e.field, e.reason)
     return kept
 
 
@@ -147,28 +188,48 @@ def count_items_with_image(items: pa.Table) -> int:
     return int(pc.sum(has_image).as_py() or 0)
 
 
+def is_tailorgen_dataset(path: str | os.PathLike) -> bool:
+    """True if ``path`` holds a manifest.json a tailorgen dataset writer wrote: the only kind --overwrite replaces."""
+    manifest = Path(path) / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "schema_version" in data and "tailorgen_version" in data
+
+
 @dataclass
 class DatasetWriter:
     """Build a dataset directory atomically.
 
-    >>> with DatasetWriter(out, source={"format": "csv"}) as w:
+    >>> with DatasetWriter(out, source={"format": "csv"}, sources=[csv_path]) as w:
     ...     rel = w.write_image("item1", png_bytes)
     ...     w.set_tables(items=rows, interactions=rows)
+
+    ``overwrite`` replaces an existing tailorgen dataset (and nothing else) once the new one is
+    complete; ``sources`` are the files and folders the write reads, which ``out`` must neither
+    be nor contain.
     """
 
     out: Path
     source: dict[str, Any]
     overwrite: bool = False
     report: ImportReport = field(default_factory=ImportReport)
+    sources: Sequence[str | os.PathLike] = ()
     _tmp: Path | None = None
     _tables: dict[str, pa.Table] = field(default_factory=dict)
+    _image_names: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        if not os.fspath(self.out).strip():
+            raise ValueError("the dataset folder (--out) is an empty path; give a folder name")
         self.out = Path(self.out)
 
     @contextmanager
     def _open(self) -> Iterator[DatasetWriter]:
-        with atomic_dir(self.out, overwrite=self.overwrite) as tmp:
+        with atomic_dir(
+            self.out, overwrite=self.overwrite, replaceable=is_tailorgen_dataset, protect=self.sources, what="dataset"
+        ) as tmp:
             self._tmp = tmp
             yield self
             self._finish()
@@ -186,15 +247,22 @@ class DatasetWriter:
         return self._tmp
 
     def subdir(self, name: str) -> Path:
-        d = self.root / name
+        d = resolve_inside(self.root, name, "dataset subfolder")
         d.mkdir(parents=True, exist_ok=True)
         return d
 
     def write_image(self, item_id: str, data: bytes, ext: str = ".png", shard: bool = False) -> str:
-        """Store an image file under images/ and return its path relative to the dataset."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
-        rel = Path("images") / (safe[:3] if shard else "") / f"{safe}{ext}"
-        path = self.root / rel
+        """Store an image file under images/ and return its path relative to the dataset.
+
+        The file is named by ``tailorgen.data.ids.id_file_name``, never by the id itself, so any id
+        is safe and two ids never share a file; with ``shard`` files go to a folder per name prefix.
+        """
+        name = id_file_name(item_id, ext)
+        owner = self._image_names.setdefault(name, item_id)
+        if owner != item_id:  # only if 80 bits of SHA-256 collide; refuse rather than mix two images
+            raise DataError("images", None, "item_id", f"items '{owner}' and '{item_id}' map to one file name {name}")
+        rel = Path("images") / (name[:3] if shard else "") / name
+        path = resolve_inside(self.root, rel, "image path")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return rel.as_posix()
@@ -215,7 +283,8 @@ class DatasetWriter:
             raise RuntimeError("DatasetWriter closed before set_tables() was called; nothing was written")
         items = self._tables["items"]
         if len(items) == 0:
-            raise DataError("items", None, None, "no items left to write (see the import report for skipped rows)")
+            raise DataError("items", None, None, f"no items left to write; {self._skips_in_brief()}")
+        self._check_numbers()
         ids = items.column("item_id")
         if len(ids.unique()) != len(ids):
             raise DataError("items", None, "item_id", "duplicate item ids")
@@ -252,6 +321,24 @@ class DatasetWriter:
         }
         write_json(self.root / "import_report.json", self.report.as_dict())
         write_json(self.root / "manifest.json", manifest)
+
+    def _skips_in_brief(self) -> str:
+        """The import report in one line, for errors raised before it is written."""
+        if not self.report.n_skipped:
+            return "the sources held no rows"
+        first = self.report.skipped[0]
+        where = DataError(first["file"], first["line"], first["field"], first["reason"])
+        return f"{self.report.summary().split(';')[0]}, the first at {where}"
+
+    def _check_numbers(self) -> None:
+        """Ratings and prices must be finite: NaN or infinity would reach every statistic and model."""
+        for table, column in (("interactions", "rating"), ("items", "price")):
+            values = self._tables[table].column(column)
+            bad = pc.invert(pc.is_finite(values.cast(pa.float64())))
+            rows = pc.indices_nonzero(pc.fill_null(bad, False).combine_chunks())
+            if len(rows):
+                row = rows[0].as_py()
+                raise DataError(table, row, column, f"value {values[row].as_py()!r} is not a finite number")
 
 
 class Dataset:
@@ -316,7 +403,7 @@ class Dataset:
         try:
             i = self.item_row[item_id]
         except KeyError:
-            raise KeyError(f"item '{item_id}' is not in {self.root / 'items.parquet'}") from None
+            raise UnknownIdError("item", item_id, str(self.root / "items.parquet")) from None
         return self.items.slice(i, 1).to_pylist()[0]
 
     def load_image(self, item_id: str) -> Image.Image | None:

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tailorgen.common import read_json
+from tailorgen.data import UnknownIdError
 from tailorgen.world.attributes import CATEGORY_PRICE, PREFERENCE_ATTRIBUTES
 from tailorgen.world.users import UserTaste, utility_matrix
 
@@ -91,7 +92,7 @@ class Oracle:
         try:
             u = self.user_index[user_id]
         except KeyError:
-            raise KeyError(f"unknown user '{user_id}'") from None
+            raise UnknownIdError("user", user_id, known=list(self.user_index)) from None
         values, log_price = self._encode(attributes)
         return float(
             utility_matrix(self.taste, np.array([u]), np.array([self.drift_fraction(t)]), values, log_price)[0, 0]

@@ -57,6 +57,8 @@ def import_dataset(
     ``mapping``. An option the format does not take is an error rather than silently ignored.
     """
     adapter = _adapter(format)
+    if not os.fspath(out).strip():
+        raise ValueError("the dataset folder (--out) is an empty path; give a folder name")
     unknown = sorted(set(opts) - set(adapter_options(format)))
     if unknown:
         raise ValueError(f"format '{format}' does not take {unknown}; it takes {adapter_options(format)}")

@@ -8,14 +8,16 @@ strict mode) instead of stopping the whole import.
 from __future__ import annotations
 
 import ast
+import codecs
 import csv
 import datetime as _dt
 import gzip
 import io
 import json
 import os
-import re
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -25,9 +27,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
-from tailorgen.data.errors import DataError, ImportReport
+from tailorgen.data.errors import DataError, ImportReport, InvalidValue
+from tailorgen.data.ids import normalize_id
 from tailorgen.data.schema import INTERACTIONS_SCHEMA, REQUIRED_ITEM_FIELDS
 from tailorgen.data.store import DatasetWriter, Provenance, clean_interactions
+from tailorgen.data.values import PLAUSIBLE_DATES
 
 Row = tuple[dict[str, Any], Provenance]
 PathLike = str | os.PathLike
@@ -59,19 +63,25 @@ def source_paths(fmt: str, src: PathLike | Sequence[PathLike], names: Sequence[s
     return paths
 
 
-def open_text(path: Path, encoding: str = "utf-8") -> IO[str]:
-    """Open a text file, transparently decompressing gzip (detected by content, not by name)."""
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    if gz:
-        return gzip.open(path, "rt", encoding=encoding, newline="")
-    return open(path, encoding=encoding, newline="")
+        return f.read(2) == b"\x1f\x8b"
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+    """Open a file for reading bytes, transparently decompressing gzip (detected by content, not by name)."""
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
+@contextmanager
+def _gzip_errors(file: str, line: Callable[[], int]) -> Iterator[None]:
+    """A truncated or corrupt gzip stream as a DataError naming the file and the line it broke at."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(
+            file, line(), None, f"the gzip stream is truncated or corrupt ({e}); download or compress the file again"
+        ) from e
 
 
 # --------------------------------------------------------------------------- JSON lines
@@ -86,7 +96,8 @@ def read_json_lines(path: Path, report: ImportReport, python_literals: bool = Fa
     the dataset's authors suggested.
     """
     file = str(path)
-    with _open_binary(path) as f:
+    n = 0
+    with _open_binary(path) as f, _gzip_errors(file, lambda: n + 1):
         for n, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
@@ -97,10 +108,11 @@ def read_json_lines(path: Path, report: ImportReport, python_literals: bool = Fa
                 continue
             try:
                 obj = json.loads(text)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as e:
                 obj = _python_literal(text) if python_literals else None
                 if obj is None:
-                    report.skip(file, n, None, f"broken JSON: {e.msg} at column {e.colno}")
+                    msg = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                    report.skip(file, n, None, f"broken JSON: {msg}")
                     continue
             if not isinstance(obj, dict):
                 report.skip(file, n, None, f"broken JSON: expected an object, got {type(obj).__name__}")
@@ -116,6 +128,33 @@ def _python_literal(text: str) -> Any:
 
 
 # --------------------------------------------------------------------------- delimited text
+
+
+def _text_lines(path: Path, encoding: str, file: str) -> Iterator[str]:
+    """The file's physical lines as text, each decoded on its own so a bad byte is reported at its own line.
+
+    A byte-order mark at the start is dropped whatever the encoding is called. Encodings whose
+    newline is not the byte 0x0A (UTF-16, UTF-32) are decoded as one stream instead.
+    """
+    codec = codecs.lookup(encoding).name
+    if codec.startswith(("utf-16", "utf-32")):
+        with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as f:
+            yield from f
+        return
+    first_codec = "utf-8-sig" if codec in ("utf-8", "utf-8-sig") else codec
+    n = 0
+    with _open_binary(path) as f, _gzip_errors(file, lambda: n + 1):
+        for n, raw in enumerate(f, start=1):
+            try:
+                yield raw.decode(first_codec if n == 1 else codec)
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    file,
+                    n,
+                    None,
+                    f"not valid {encoding} text ({e.reason} at byte {e.start} of the line); "
+                    "give the file's encoding (generic: --map options.encoding=latin-1)",
+                ) from e
 
 
 def read_delimited(
@@ -138,44 +177,48 @@ def read_delimited(
     # is process-wide, so it is only ever raised, never lowered.
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(_CSV_FIELD_LIMIT)
-    with open_text(path, encoding) as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        try:
-            if fieldnames is None:
-                header = next(reader, None)
-                if header is None:
-                    return
-                fieldnames = [h.strip() for h in header]
-            width = len(fieldnames)
-            for record in reader:
-                if not record or (len(record) == 1 and not record[0].strip()):
-                    continue
-                line = reader.line_num
-                if len(record) != width:
-                    report.skip(file, line, None, f"wrong number of fields: expected {width}, got {len(record)}")
-                    continue
-                yield dict(zip(fieldnames, record)), (file, line)
-        except UnicodeDecodeError as e:
-            raise DataError(
-                file, reader.line_num + 1, None, f"not valid {encoding} text ({e.reason}); is the encoding right?"
-            ) from e
-        except csv.Error as e:
-            raise DataError(file, reader.line_num, None, f"malformed CSV: {e}") from e
+    reader = csv.reader(_text_lines(path, encoding, file), delimiter=delimiter, quoting=quoting)
+    try:
+        if fieldnames is None:
+            header = next(reader, None)
+            if header is None:
+                return
+            fieldnames = [h.strip() for h in header]
+        width = len(fieldnames)
+        for record in reader:
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            line = reader.line_num
+            if len(record) != width:
+                report.skip(file, line, None, f"wrong number of fields: expected {width}, got {len(record)}")
+                continue
+            yield dict(zip(fieldnames, record)), (file, line)
+    except csv.Error as e:
+        raise DataError(file, reader.line_num, None, f"malformed CSV: {e}") from e
 
 
 def csv_header(path: Path, delimiter: str = ",", encoding: str = "utf-8-sig") -> list[str]:
-    with open_text(path, encoding) as f:
-        return [h.strip() for h in next(csv.reader(f, delimiter=delimiter), [])]
+    lines = _text_lines(path, encoding, str(path))
+    try:
+        return [h.strip() for h in next(csv.reader(lines, delimiter=delimiter), [])]
+    except csv.Error as e:
+        raise DataError(str(path), 1, None, f"malformed CSV header: {e}") from e
+    finally:
+        lines.close()
 
 
 def read_parquet_rows(path: Path, columns: Sequence[str] | None = None) -> Iterator[Row]:
     """Yield one dict per row of a Parquet file; the 'line' is the 0-based row number."""
     file = str(path)
     n = 0
-    for batch in pq.ParquetFile(path).iter_batches(columns=list(columns) if columns else None):
-        for row in batch.to_pylist():
-            yield row, (file, n)
-            n += 1
+    try:
+        batches = pq.ParquetFile(path).iter_batches(columns=list(columns) if columns else None)
+        for batch in batches:
+            for row in batch.to_pylist():
+                yield row, (file, n)
+                n += 1
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+        raise DataError(file, n, None, f"not a readable Parquet file ({e})") from e
 
 
 # --------------------------------------------------------------------------- values
@@ -189,19 +232,6 @@ def text_or_none(value: Any, sep: str = "\n") -> str | None:
         value = sep.join(str(v).strip() for v in value if v is not None and str(v).strip())
     value = str(value).strip()
     return value or None
-
-
-_PRICE = re.compile(r"^\s*[$€£]?\s*(\d[\d,]*(?:\.\d+)?|\.\d+)\s*$")
-
-
-def parse_price(value: Any) -> float | None:
-    """A price as a float: numbers pass through, "$1,299.00" becomes 1299.0, ranges become None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if is_number(value) else None
-    m = _PRICE.match(str(value))
-    return float(m.group(1).replace(",", "")) if m else None
 
 
 def is_number(value: Any) -> bool:
@@ -250,30 +280,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
-
-
-def to_epoch_seconds(value: Any, unit: str = "s") -> Any:
-    """Convert a timestamp to whole seconds since the epoch.
-
-    Numbers are taken in ``unit`` ("s" or "ms"); datetimes and ISO-8601 strings are
-    converted (naive ones read as UTC). Anything else is returned unchanged, so that
-    ``clean_interactions`` reports it as "not a number" with its file and line.
-    """
-    if isinstance(value, _dt.datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
-        return int(dt.timestamp())
-    if isinstance(value, str):
-        s = value.strip()
-        try:
-            value = float(s)
-        except ValueError:
-            try:
-                return to_epoch_seconds(_dt.datetime.fromisoformat(s))
-            except ValueError:
-                return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
-        return int(value // 1000) if unit == "ms" else int(value)
-    return value
 
 
 # --------------------------------------------------------------------------- images
@@ -346,11 +352,27 @@ def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
 
 
 def clean_interactions_table(
-    rows: Iterable[Row], known_items: set[str], report: ImportReport, chunk_size: int = INTERACTION_CHUNK
+    rows: Iterable[Row],
+    known_items: set[str],
+    report: ImportReport,
+    chunk_size: int = INTERACTION_CHUNK,
+    *,
+    timestamp_unit: str = "s",
+    rating_scale: tuple[float, float] | None = None,
+    check_dates: bool = True,
 ) -> pa.Table:
-    """``clean_interactions`` over a stream of rows, collected as one Arrow table."""
+    """``clean_interactions`` over a stream of rows, collected as one Arrow table.
+
+    Imports check every date for plausibility (``PLAUSIBLE_DATES``) unless ``check_dates`` is off,
+    and every rating against ``rating_scale``.
+    """
+    opts = {
+        "timestamp_unit": timestamp_unit,
+        "dates": PLAUSIBLE_DATES if check_dates else None,
+        "rating_scale": rating_scale,
+    }
     tables = [
-        pa.Table.from_pylist(clean_interactions(chunk, known_items, report), schema=INTERACTIONS_SCHEMA)
+        pa.Table.from_pylist(clean_interactions(chunk, known_items, report, **opts), schema=INTERACTIONS_SCHEMA)
         for chunk in _chunks(rows, chunk_size)
     ]
     return pa.concat_tables(tables) if tables else INTERACTIONS_SCHEMA.empty_table()
@@ -369,10 +391,11 @@ def report_users_without_interactions(
     active = set(pc.unique(interactions.column("user_id")).to_pylist())
     seen: dict[str, Provenance] = {}
     for user_id, (file, line) in users:
-        if user_id is None or str(user_id).strip() == "":
-            report.skip(file, line, "user_id", "missing required field")
+        try:
+            uid = normalize_id(user_id.strip() if isinstance(user_id, str) else user_id)
+        except InvalidValue as e:
+            report.skip(file, line, "user_id", "missing required field" if user_id is None else str(e))
             continue
-        uid = str(user_id).strip()
         if uid in seen:
             first = seen[uid]
             report.skip(file, line, "user_id", f"duplicate id: '{uid}' first seen at {first[0]}:{first[1]}")
@@ -391,7 +414,8 @@ def track_kept_items(rows: Iterable[Row], where: dict[str, Provenance]) -> Itera
     """
     for row, prov in rows:
         if all(str(row.get(f) or "").strip() for f in REQUIRED_ITEM_FIELDS):
-            where.setdefault(str(row["item_id"]), prov)
+            with suppress(InvalidValue):
+                where.setdefault(normalize_id(row["item_id"]), prov)
         yield row, prov
 
 

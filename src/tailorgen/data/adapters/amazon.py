@@ -8,12 +8,16 @@ All three are JSON lines, optionally gzipped. They differ in field names:
 user       reviewerID             reviewerID                  user_id
 item       asin                   asin                        parent_asin (asin as a fallback)
 rating     overall                overall                     rating
-time       unixReviewTime (s)     unixReviewTime (s)          timestamp (ms, converted to s)
+time       unixReviewTime (s)     unixReviewTime (s)          timestamp (ms)
 review     summary + reviewText   summary + reviewText        title + text
 category   categories (paths)     category (one path)         categories (path) / main_category
 image      imUrl                  imageURLHighRes / imageURL  images[{hi_res, large, thumb}]
 brand      brand                  brand                       store
 =========  =====================  ==========================  ===================================
+
+Timestamps are read in the unit their size shows (seconds or milliseconds, see
+``tailorgen.data.values``), since converted copies of the dumps mix them, and every date must be
+plausible; ratings must be finite and on the 1-5 star scale, prices finite and >= 0.
 
 The 2014 metadata was written with Python's ``repr`` rather than JSON, so its lines are read
 as JSON first and as a Python literal (``ast.literal_eval``, never ``eval``) second.
@@ -36,16 +40,15 @@ from tailorgen.data.adapters._common import (
     extra_json,
     images_by_item_id,
     is_price_text,
-    parse_price,
     read_json_lines,
     source_paths,
     source_record,
     text_or_none,
-    to_epoch_seconds,
     unique,
 )
-from tailorgen.data.errors import ImportReport
+from tailorgen.data.errors import DataError, ImportReport
 from tailorgen.data.store import DatasetWriter, clean_items
+from tailorgen.data.values import RATING_SCALES
 
 
 def _review_text(headline: Any, body: Any) -> str | None:
@@ -66,12 +69,18 @@ def _paths(value: Any) -> list[list[str]]:
 def _finish_item(row: dict, raw: dict, used: set[str], price_key: str) -> dict:
     """Parse the price and put every source field no column took 1:1 into ``extra``."""
     price = raw.get(price_key)
-    row["price"] = parse_price(price)
+    row["price"] = price  # clean_items checks it (finite, >= 0) and reports it with file and line
     if not is_price_text(price):
         used = used | {price_key}  # a price text like "$1,299 - $1,499" stays in extra
     row["extra"] = extra_json(raw, used)
     row["tags"] = row.get("tags") or None
     return row
+
+
+def _urls(value: Any) -> list[str]:
+    """Image URLs from a list of them or a single one; anything else (a dict, a number) gives none."""
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [u.strip() for u in values if isinstance(u, str) and u.strip()]
 
 
 def item_2014(raw: dict) -> dict:
@@ -82,7 +91,7 @@ def item_2014(raw: dict) -> dict:
         "description": text_or_none(raw.get("description")),
         "category": paths[0][-1] if paths and paths[0] else None,
         "tags": unique(c for p in paths for c in p),
-        "image_url": text_or_none(raw.get("imUrl")),
+        "image_url": next(iter(_urls(raw.get("imUrl"))), None),
         "brand": text_or_none(raw.get("brand")),
     }
     # categories stays in extra too: several paths flattened into tags lose their structure.
@@ -92,14 +101,15 @@ def item_2014(raw: dict) -> dict:
 def item_2018(raw: dict) -> dict:
     path = _paths(raw.get("category"))
     path = path[0] if path else []
-    urls = [u for u in (raw.get("imageURLHighRes") or raw.get("imageURL") or []) if u]
+    # A string here is one URL, not a list of characters.
+    urls = _urls(raw.get("imageURLHighRes")) or _urls(raw.get("imageURL"))
     row = {
         "item_id": raw.get("asin"),
         "title": text_or_none(raw.get("title")),
         "description": text_or_none(raw.get("description")),
         "category": path[-1] if path else None,
         "tags": unique(path),
-        "image_url": text_or_none(urls[0]) if urls else None,
+        "image_url": urls[0] if urls else None,
         "brand": text_or_none(raw.get("brand")),
     }
     # imageURL / imageURLHighRes stay in extra: image_url holds only the first one.
@@ -151,10 +161,22 @@ def review_2023(raw: dict) -> dict:
         "user_id": raw.get("user_id"),
         # Metadata is keyed by parent_asin (the product, not one of its colour/size variants).
         "item_id": raw.get("parent_asin") or raw.get("asin"),
-        "timestamp": to_epoch_seconds(raw.get("timestamp"), unit="ms"),
+        "timestamp": raw.get("timestamp"),  # milliseconds as published; read with unit "auto"
         "rating": raw.get("rating"),
         "review": _review_text(raw.get("title"), raw.get("text")),
     }
+
+
+# Fields only a reviews file has: a META file made of them was given in the REVIEWS place.
+_REVIEW_KEYS = frozenset({"reviewerID", "overall", "unixReviewTime", "reviewText", "user_id", "rating"})
+
+
+def _keys_seen(rows, seen: set[str], limit: int = 5):
+    """Pass rows through, collecting the keys of the first few (to recognise a file given in the wrong place)."""
+    for n, (raw, where) in enumerate(rows):
+        if n < limit:
+            seen.update(raw)
+        yield raw, where
 
 
 def _import_amazon(
@@ -171,14 +193,30 @@ def _import_amazon(
 ) -> Path:
     reviews_path, meta_path = source_paths(fmt, src, ("REVIEWS", "META"))
     report = ImportReport(strict=strict)
-    source = source_record(fmt, {"reviews": reviews_path, "meta": meta_path, "images": images}, {"strict": strict})
-    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report) as writer:
-        meta = read_json_lines(meta_path, report, python_literals=python_literals)
+    # Timestamps are read by size (2014/2018 publish seconds, 2023 milliseconds; converted files mix them).
+    options = {"strict": strict, "timestamp_unit": "auto", "rating_scale": list(RATING_SCALES["amazon"])}
+    source = source_record(fmt, {"reviews": reviews_path, "meta": meta_path, "images": images}, options)
+    sources = [p for p in (reviews_path, meta_path, images) if p is not None]
+    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report, sources=sources) as writer:
+        meta_keys: set[str] = set()
+        meta = _keys_seen(read_json_lines(meta_path, report, python_literals=python_literals), meta_keys)
         items = clean_items(((to_item(raw), where) for raw, where in meta), report)
+        if not items and meta_keys & _REVIEW_KEYS and "title" not in meta_keys:
+            raise DataError(
+                str(meta_path),
+                None,
+                None,
+                f"no item could be read: its rows have review fields ({', '.join(sorted(meta_keys & _REVIEW_KEYS))}); "
+                "are REVIEWS and META swapped? Give the reviews file first, then the metadata",
+            )
         attach_images(writer, items, images_by_item_id(items, images), report)
         reviews = read_json_lines(reviews_path, report, python_literals=python_literals)
         interactions = clean_interactions_table(
-            ((to_review(raw), where) for raw, where in reviews), {it["item_id"] for it in items}, report
+            ((to_review(raw), where) for raw, where in reviews),
+            {it["item_id"] for it in items},
+            report,
+            timestamp_unit="auto",
+            rating_scale=RATING_SCALES["amazon"],
         )
         writer.set_tables(items=items, interactions=interactions)
     return Path(out)

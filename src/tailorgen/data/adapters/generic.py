@@ -15,25 +15,30 @@ Which source column feeds which tailorgen field is one *mapping* document::
       user_id: customer
     options:
       tags_sep: ";"        # default "|"
-      timestamp_unit: ms   # "s" (default) or "ms"
+      timestamp_unit: ms   # "s" (default), "ms", or "auto" (the unit each number's size shows)
       delimiter: ";"       # default: tab for .tsv, comma otherwise
       encoding: latin-1    # default utf-8 (a byte-order mark is ignored)
+      rating_scale: 1..5   # default -10..10; a rating off the scale skips its row
+      check_dates: false   # default true: dates must lie in 1980..2100 (false for a relative clock)
 
 given as a dict, a JSON or YAML file, or (on the command line) ``--map items.title=name``
 entries that override the file's. A field left out of the mapping is read from the column of
 the same name when there is one (and an id field from the column the other table maps it
 to), so files already in tailorgen's naming need no mapping at all. Item columns that no field
 takes are kept in ``extra`` as JSON. Interactions have no ``extra`` column in the schema, so
-their unmapped columns are not kept.
+their unmapped columns are not kept. Image paths must stay inside the images folder: an absolute
+path, or one that climbs out with ``..``, is reported and not copied.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tailorgen.data.adapters._common import (
@@ -45,19 +50,19 @@ from tailorgen.data.adapters._common import (
     extra_json,
     images_by_item_id,
     is_price_text,
-    parse_price,
     read_delimited,
     read_parquet_rows,
     report_users_without_interactions,
     source_paths,
     source_record,
     text_or_none,
-    to_epoch_seconds,
     track_kept_items,
     unique,
 )
 from tailorgen.data.errors import DataError, ImportReport
+from tailorgen.data.ids import OutsideRootError, resolve_inside
 from tailorgen.data.store import DatasetWriter, Provenance, clean_items
+from tailorgen.data.values import DEFAULT_RATING_SCALE, TIMESTAMP_UNITS, parse_rating_scale
 
 FIELDS: dict[str, tuple[str, ...]] = {
     "items": ("item_id", "title", "description", "category", "tags", "image", "image_url", "brand", "price"),
@@ -69,8 +74,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "interactions": ("user_id", "item_id", "timestamp"),
     "users": ("user_id",),
 }
-OPTIONS: dict[str, Any] = {"tags_sep": "|", "timestamp_unit": "s", "delimiter": None, "encoding": "utf-8-sig"}
-_TIMESTAMP_UNITS = ("s", "ms")
+OPTIONS: dict[str, Any] = {
+    "tags_sep": "|",
+    "timestamp_unit": "s",
+    "delimiter": None,
+    "encoding": "utf-8-sig",
+    "rating_scale": "..".join(f"{x:g}" for x in DEFAULT_RATING_SCALE),
+    "check_dates": True,
+}
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 _PARQUET = (".parquet", ".pq")
 _DELIMITED = (".csv", ".tsv", ".txt")
 
@@ -126,12 +138,28 @@ def normalize_mapping(raw: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
     bad = [o for o in options if o not in OPTIONS]
     if bad:
         raise ValueError(f"unknown mapping option(s) {bad}; options are {list(OPTIONS)}")
-    out["options"] = {**OPTIONS, **{k: v for k, v in options.items() if v is not None}}
-    if out["options"]["timestamp_unit"] not in _TIMESTAMP_UNITS:
-        raise ValueError(f"options.timestamp_unit must be one of {_TIMESTAMP_UNITS}")
-    if not out["options"]["tags_sep"]:
+    out["options"] = opts = {**OPTIONS, **{k: v for k, v in options.items() if v is not None}}
+    if opts["timestamp_unit"] not in TIMESTAMP_UNITS:
+        raise ValueError(f"options.timestamp_unit must be one of {TIMESTAMP_UNITS}, got {opts['timestamp_unit']!r}")
+    if not opts["tags_sep"]:
         raise ValueError("options.tags_sep must not be empty")
+    parse_rating_scale(opts["rating_scale"])  # raises a ValueError naming the option
+    opts["check_dates"] = _flag("check_dates", opts["check_dates"])
+    if opts["delimiter"] is not None and len(str(opts["delimiter"])) != 1:
+        raise ValueError(f"options.delimiter must be one character, got {opts['delimiter']!r}")
+    try:
+        codecs.lookup(str(opts["encoding"]))
+    except LookupError:
+        raise ValueError(f"options.encoding {opts['encoding']!r} is not an encoding Python knows") from None
     return out
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() in _TRUE + _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise ValueError(f"options.{name} must be true or false, got {value!r}")
 
 
 class _Table:
@@ -144,7 +172,10 @@ class _Table:
         self._report = report
         if kind in _PARQUET:
             self.parquet = True
-            self.columns = list(pq.read_schema(path).names)
+            try:
+                self.columns = list(pq.read_schema(path).names)
+            except (pa.ArrowInvalid, OSError) as e:
+                raise DataError(str(path), None, None, f"not a readable Parquet file ({e})") from e
         elif kind in _DELIMITED:
             self.parquet = False
             self.delimiter = options["delimiter"] or ("\t" if kind == ".tsv" else ",")
@@ -205,22 +236,23 @@ def _item(raw: dict, cols: Mapping[str, str], tags_sep: str) -> dict:
     row: dict[str, Any] = {f: raw.get(c) for f, c in cols.items()}
     for f in ("title", "description", "category", "image", "image_url", "brand"):
         row[f] = text_or_none(row.get(f))
-    row["item_id"] = text_or_none(row.get("item_id"))
+    item_id = row.get("item_id")  # not text (a dict, a list) stays as it is, for clean_items to report
+    row["item_id"] = text_or_none(item_id) if isinstance(item_id, str) or item_id is None else item_id
     row["tags"] = _tags(row.get("tags"), tags_sep)
     used = set(cols.values())
-    price = row.get("price")
-    row["price"] = parse_price(price)
+    price = row.get("price")  # clean_items checks it (finite, >= 0) and reports it with file and line
     if "price" in cols and is_price_text(price):
         used.discard(cols["price"])  # keep a text price ("$1,299 - $1,499") in extra
     row["extra"] = extra_json(raw, used)
     return row
 
 
-def _interaction(raw: dict, cols: Mapping[str, str], unit: str) -> dict:
+def _interaction(raw: dict, cols: Mapping[str, str]) -> dict:
+    """Source columns to fields; clean_interactions reads the timestamp in the unit of the options."""
     row = {f: raw.get(c) for f, c in cols.items()}
-    row["timestamp"] = to_epoch_seconds(row.get("timestamp"), unit)
     for f in ("user_id", "item_id", "review"):
-        row[f] = text_or_none(row.get(f))
+        value = row.get(f)
+        row[f] = text_or_none(value) if isinstance(value, str) or value is None else value
     return row
 
 
@@ -233,11 +265,14 @@ def _local_images(
         value, item["image"] = item["image"], None
         if value is None:
             continue
-        path = Path(value)
-        path = path if path.is_absolute() else base / path
+        file, line = where.get(item["item_id"], ("items", None))
+        try:
+            path = resolve_inside(base, value, "image path")
+        except OutsideRootError as e:
+            report.skip(file, line, "image", f"image outside the image folder: {e} (item '{item['item_id']}' kept)")
+            continue
         if not path.is_file():
-            file, line = where.get(item["item_id"], ("items", None))
-            report.skip(file, line, "image", f"image file not found: {path} (item '{item['item_id']}' kept)")
+            report.skip(file, line, "image", f"image file not found: {base / value} (item '{item['item_id']}' kept)")
             continue
         paths[item["item_id"]] = path
     return paths
@@ -282,7 +317,8 @@ def import_generic(
         {"items": items_path, "interactions": inter_path, "users": users_path, "images": images},
         {"strict": strict, "columns": {"items": item_cols, "interactions": inter_cols, "users": user_cols}, **options},
     )
-    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report) as writer:
+    sources = [p for p in (*paths, images) if p is not None]
+    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report, sources=sources) as writer:
         where: dict[str, Provenance] = {}
         rows = ((_item(raw, item_cols, options["tags_sep"]), prov) for raw, prov in item_table.rows())
         items = clean_items(track_kept_items(rows, where), report)
@@ -293,12 +329,15 @@ def import_generic(
             image_paths = images_by_item_id(items, images)
         attach_images(writer, items, image_paths, report)
         interactions = clean_interactions_table(
-            ((_interaction(raw, inter_cols, options["timestamp_unit"]), prov) for raw, prov in inter_table.rows()),
+            ((_interaction(raw, inter_cols), prov) for raw, prov in inter_table.rows()),
             {it["item_id"] for it in items},
             report,
+            timestamp_unit=options["timestamp_unit"],
+            rating_scale=parse_rating_scale(options["rating_scale"]),
+            check_dates=options["check_dates"],
         )
         if user_table is not None and user_cols is not None:
-            users = ((text_or_none(raw.get(user_cols["user_id"])), prov) for raw, prov in user_table.rows())
+            users = ((raw.get(user_cols["user_id"]), prov) for raw, prov in user_table.rows())
             report_users_without_interactions(users, interactions, report)
         writer.set_tables(items=items, interactions=interactions)
     return Path(out)

@@ -1,5 +1,8 @@
 """MovieLens (GroupLens): the classic ml-100k folder and the CSV releases (ml-latest-small, ml-25m, ...).
 
+Timestamps are seconds, and every date must be plausible; ratings must be finite and on
+MovieLens' 0.5-5 scale (``tailorgen.data.values``).
+
 Movies have no description or image in MovieLens itself; genres become tags (the first one
 the category), and a local folder of posters named by movie id (``1.jpg``) can be copied in
 with ``images=``.
@@ -29,6 +32,7 @@ from tailorgen.data.adapters._common import (
 )
 from tailorgen.data.errors import ImportReport
 from tailorgen.data.store import DatasetWriter, clean_items
+from tailorgen.data.values import RATING_SCALES
 
 # The 19 genre flags of u.item, in order (as listed in ml-100k's u.genre, which wins if present).
 GENRES_100K = (
@@ -126,7 +130,8 @@ def import_movielens_100k(
     report = ImportReport(strict=strict)
     u_user = root / "u.user"
     source = source_record(fmt, {"dir": root, "images": images}, {"strict": strict})
-    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report) as writer:
+    sources = [p for p in (root, images) if p is not None]
+    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report, sources=sources) as writer:
         items = clean_items(_items_100k(root / "u.item", _genres_100k(root / "u.genre"), report), report)
         attach_images(writer, items, images_by_item_id(items, images), report)
         ratings = read_delimited(
@@ -136,7 +141,9 @@ def import_movielens_100k(
             fieldnames=("user_id", "item_id", "rating", "timestamp"),
             quoting=csv.QUOTE_NONE,
         )
-        interactions = clean_interactions_table(ratings, {it["item_id"] for it in items}, report)
+        interactions = clean_interactions_table(
+            ratings, {it["item_id"] for it in items}, report, rating_scale=RATING_SCALES["movielens"]
+        )
         if u_user.is_file():
             users = read_delimited(
                 u_user,
@@ -222,7 +229,8 @@ def import_movielens_csv(
     root = _one_dir(fmt, src, ("ratings.csv", "movies.csv"))
     report = ImportReport(strict=strict)
     source = source_record(fmt, {"dir": root, "images": images}, {"strict": strict})
-    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report) as writer:
+    sources = [p for p in (root, images) if p is not None]
+    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report, sources=sources) as writer:
         items = clean_items(_items_csv(root / "movies.csv", report), report)
         by_id = {it["item_id"]: it for it in items}
         if (root / "links.csv").is_file():
@@ -238,6 +246,6 @@ def import_movielens_csv(
             ({k: r.get(c) for k, c in _RATING_COLUMNS_CSV.items()}, where)
             for r, where in read_delimited(root / "ratings.csv", report)
         )
-        interactions = clean_interactions_table(ratings, set(by_id), report)
+        interactions = clean_interactions_table(ratings, set(by_id), report, rating_scale=RATING_SCALES["movielens"])
         writer.set_tables(items=items, interactions=interactions)
     return Path(out)
