@@ -83,7 +83,7 @@ def test_the_report_records_config_seed_data_device_and_time(uninterrupted):
     assert report["config"]["seed"] == report["seed"] == 1 and report["device"] == "cpu"
     assert set(report["data"]) == {"train", "eval"}
     hashes = report["data"]["train"]["hashes"]
-    assert {"items.parquet", "images/", "truth/"} <= set(hashes) and all(
+    assert {"items.parquet", "interactions.parquet", "images/"} <= set(hashes) and all(
         h.startswith("sha256:") for h in hashes.values()
     )
     assert len(report["loss_curve"]) == 2 and report["train_seconds"] > 0 and "torch" in report["versions"]

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tailorgen.common import hash_tree
 from tailorgen.data import Dataset
 from tailorgen.training.errors import TrainingError
 from tailorgen.world import WorldConfig
@@ -19,7 +18,7 @@ from tailorgen.world.build import ensure_shop
 @dataclass(frozen=True)
 class TrainingShop:
     path: Path
-    hashes: dict[str, str]  # content hash of every table and of images/ (the manifest's), and of truth/
+    hashes: dict[str, str]  # the manifest's content hash of every table and of images/
 
     def record(self) -> dict:
         """What a training report says about this shop."""
@@ -27,12 +26,9 @@ class TrainingShop:
 
 
 def data_hashes(dataset_dir: str | Path) -> dict[str, str]:
-    """The content hashes a dataset's manifest records, plus truth/'s for a shop (labels come from there)."""
-    dataset_dir = Path(dataset_dir)
-    hashes = dict(Dataset(dataset_dir).manifest.get("files", {}))
-    if (dataset_dir / "truth").is_dir():
-        hashes["truth/"] = hash_tree(dataset_dir / "truth")
-    return hashes
+    """The content hashes a dataset's manifest records (a shop's hidden attributes are pinned by its
+    config and world version, which its manifest records too)."""
+    return dict(Dataset(dataset_dir).manifest.get("files", {}))
 
 
 def training_shop(path: str | Path, world: WorldConfig, progress: bool = True) -> TrainingShop:
