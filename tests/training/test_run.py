@@ -183,3 +183,10 @@ def test_epoch_order_shuffles_each_epoch_and_drops_the_remainder():
     assert order.steps_per_epoch == 3 and len(set(first.tolist())) == 9 and not torch.equal(first, second)
     with pytest.raises(TrainingError, match="batch_size"):
         EpochOrder(4, 5, np.random.default_rng(0).permutation)
+
+
+def test_a_run_never_writes_into_a_folder_that_is_not_a_training_output(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(TrainingError, match="out: .* holds neither a trained model"):
+        train_loop(tmp_path)
+    assert os.listdir(tmp_path) == ["notes.txt"]

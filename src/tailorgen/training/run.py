@@ -65,6 +65,11 @@ class TrainingRun:
         if stop_after is not None and stop_after < 1:
             raise TrainingError(f"stop_after: {stop_after}; allowed: none or a step count >= 1")
         self.out, self.config, self.steps = Path(out), config, steps
+        if self.out.exists() and not is_training_output(self.out):
+            raise TrainingError(
+                f"out: {self.out} exists and holds neither a trained model (training_report.json) nor a run's "
+                "checkpoints, and a finished run replaces the whole folder; choose another folder"
+            )
         self.checkpoint_dir = self.out / "checkpoints"
         self.seed, self.device, self.data = seed, device, data or {}
         self.checkpoint_every, self.keep_checkpoints, self.stop_after = checkpoint_every, keep_checkpoints, stop_after
@@ -188,7 +193,7 @@ class TrainingRun:
     def output(self) -> Iterator[Path]:
         """A temporary folder that replaces OUT when the block succeeds; the checkpoints go with the old OUT
         (or, with ``keep_checkpoints``, move into the new one)."""
-        with atomic_dir(self.out, overwrite=True) as tmp:
+        with atomic_dir(self.out, overwrite=True, replaceable=is_training_output, what="model") as tmp:
             yield tmp
             if self.keep_checkpoints and self.checkpoint_dir.is_dir():
                 os.replace(self.checkpoint_dir, tmp / "checkpoints")
@@ -208,6 +213,14 @@ class TrainingRun:
             loss_curve=self.curve(curve_every),
             **extra,
         )
+
+
+def is_training_output(folder: Path) -> bool:
+    """Whether a run may write into ``folder`` and then replace it: empty, a trained model, or only checkpoints."""
+    if not folder.is_dir():
+        return False
+    names = {p.name for p in folder.iterdir()}
+    return "training_report.json" in names or names <= {"checkpoints"}
 
 
 def _state_of(obj: Any, name: str) -> Any:
