@@ -14,6 +14,7 @@ from torchmetrics.functional.retrieval import (
 )
 
 from tailorgen.evaluation.metrics import (
+    COPY_THRESHOLD,
     attribute_preservation,
     bleu,
     clip_style_score,
@@ -21,11 +22,13 @@ from tailorgen.evaluation.metrics import (
     diversity,
     fidelity_similarity,
     history_similarity,
+    history_similarity_per_unit,
     hit_rate_at_k,
     mae,
     mrr_at_k,
     ndcg_at_k,
     nearest_catalog_similarity,
+    novelty,
     personalization_gain,
     precision_at_k,
     recall_at_k,
@@ -225,6 +228,29 @@ def test_novelty_and_copy_rate_by_hand():
     assert copy_rate(outputs, catalog) == pytest.approx(0.5)  # only output 0 reaches 0.95
     assert copy_rate(outputs, catalog, threshold=0.75) == pytest.approx(1.0)
     np.testing.assert_allclose(nearest_catalog_similarity(outputs[1], catalog), [0.8], atol=1e-6)
+
+
+def test_copy_rate_and_novelty_per_output_share_one_threshold():
+    catalog = np.array([[1.0, 0.0], [0.0, 1.0]])
+    # Nearest cosines: 1.0, 0.8 and cos(~0.20 rad) = 0.98, on either side of the 0.95 threshold.
+    outputs = np.array([[1.0, 0.0], [0.6, 0.8], [0.98, np.sqrt(1 - 0.98**2)]])
+    np.testing.assert_array_equal(copy_rate(outputs, catalog, reduce="none"), [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(novelty(outputs, catalog, reduce="none"), [0.0, 1.0, 0.0])
+    assert novelty(outputs, catalog) == pytest.approx(1 / 3) == 1 - copy_rate(outputs, catalog)
+    # Lowering the threshold below 0.8 makes every output a copy, in both functions.
+    assert novelty(outputs, catalog, threshold=0.75) == 0.0 and copy_rate(outputs, catalog, threshold=0.75) == 1.0
+    assert COPY_THRESHOLD == 0.95
+    with pytest.raises(ValueError, match="reduce"):
+        novelty(outputs, catalog, reduce="sum")
+
+
+def test_history_similarity_per_unit_uses_each_units_own_history():
+    histories = [np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.0, 1.0]])]
+    outputs = np.array([[1.0, 0.0], [0.6, 0.8]])
+    # Unit 0: (1 + 0) / 2; unit 1: cos([0.6, 0.8], [0, 1]) = 0.8.
+    np.testing.assert_allclose(history_similarity_per_unit(outputs, histories), [0.5, 0.8])
+    with pytest.raises(ValueError, match="one history per output"):
+        history_similarity_per_unit(outputs, histories[:1])
 
 
 def test_clip_style_score_by_hand():

@@ -29,15 +29,18 @@ __all__ = [
     "attribute_preservation",
     "bleu",
     "clip_style_score",
+    "COPY_THRESHOLD",
     "copy_rate",
     "diversity",
     "fidelity_similarity",
     "hit_rate_at_k",
     "history_similarity",
+    "history_similarity_per_unit",
     "mae",
     "mrr_at_k",
     "ndcg_at_k",
     "nearest_catalog_similarity",
+    "novelty",
     "personalization_gain",
     "precision_at_k",
     "recall_at_k",
@@ -47,6 +50,11 @@ __all__ = [
 ]
 
 Reduce = Literal["mean", "none"]
+
+# Cosine similarity at and above which an output counts as a near-copy of a catalog item. It
+# depends on the embedding space; 0.95 is strict for tailorgen's image encoder. One constant, so
+# copy rate and novelty (its complement) always agree.
+COPY_THRESHOLD = 0.95
 
 
 def _reduce(per_unit: np.ndarray, reduce: Reduce) -> float | np.ndarray:
@@ -342,6 +350,18 @@ def history_similarity(output_emb: Any, history_embs: Any) -> float | np.ndarray
     return float(sims[0]) if out.ndim == 1 else sims
 
 
+def history_similarity_per_unit(output_embs: Any, history_embs: Sequence[Any]) -> np.ndarray:
+    """:func:`history_similarity` of each unit's output to that unit's own history: one value per unit.
+
+    ``output_embs`` is (N, D), one output per unit (user, request); ``history_embs[i]`` is the
+    (H_i, D) history of unit i (histories differ in length). In [-1, 1] each.
+    """
+    out = _embeddings(output_embs, "output_embs", ndim=(2,))
+    if len(history_embs) != out.shape[0]:
+        raise ValueError(f"{out.shape[0]} outputs but {len(history_embs)} histories: need one history per output")
+    return np.array([history_similarity(o, h) for o, h in zip(out, history_embs)], dtype=np.float64)
+
+
 def fidelity_similarity(output_emb: Any, target_emb: Any) -> float | np.ndarray:
     """Cosine similarity of an output to the item it should depict (the target), in [-1, 1].
 
@@ -392,15 +412,28 @@ def nearest_catalog_similarity(
     return (sim, np.concatenate(idxs)) if return_index else sim
 
 
-def copy_rate(output_embs: Any, catalog_embs: Any, threshold: float = 0.95) -> float:
+def copy_rate(
+    output_embs: Any, catalog_embs: Any, threshold: float = COPY_THRESHOLD, reduce: Reduce = "mean"
+) -> float | np.ndarray:
     """Share of outputs whose nearest catalog item has cosine similarity >= ``threshold``; in [0, 1].
 
     The fraction of "generated" items that are near-copies of existing ones (lower is more
-    novel). The threshold depends on the embedding space; 0.95 is a strict default.
+    novel). ``reduce="none"`` gives 1 (a near-copy) or 0 per output.
     """
     if not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-    return float(np.mean(nearest_catalog_similarity(output_embs, catalog_embs) >= threshold))
+    copies = (nearest_catalog_similarity(output_embs, catalog_embs) >= threshold).astype(np.float64)
+    return _reduce(copies, reduce)
+
+
+def novelty(
+    output_embs: Any, catalog_embs: Any, threshold: float = COPY_THRESHOLD, reduce: Reduce = "mean"
+) -> float | np.ndarray:
+    """Share of outputs that are not near-copies of a catalog item: ``1 - copy_rate``; in [0, 1].
+
+    ``reduce="none"`` gives 1 (new) or 0 (a near-copy) per output; higher is more novel.
+    """
+    return _reduce(1.0 - copy_rate(output_embs, catalog_embs, threshold, reduce="none"), reduce)
 
 
 def clip_style_score(image_emb: Any, text_emb: Any) -> float | np.ndarray:
