@@ -16,6 +16,7 @@ from tailorgen.common import hash_file
 from tailorgen.data import Dataset, DatasetWriter
 from tailorgen.data.download import (
     BROKEN_IMAGE,
+    DEADLINE,
     HTTP_ERROR,
     NOT_FOUND,
     RETRIES_EXHAUSTED,
@@ -59,6 +60,8 @@ class _Server:
                 pass
 
             def do_GET(self):
+                if self.path == "/drip.png":  # one byte every 0.2 s: never idle for a whole read timeout
+                    return self._drip()
                 with server.lock:
                     server.hits[self.path] += 1
                     server.inflight += 1
@@ -77,7 +80,23 @@ class _Server:
                     with server.lock:
                         server.inflight -= 1
 
+            def _drip(self):
+                with server.lock:
+                    server.hits[self.path] += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(PNG)))
+                self.end_headers()
+                try:
+                    for byte in PNG:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:  # the client gave up, as it should
+                    pass
+
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
@@ -254,6 +273,25 @@ def test_timeouts_are_retried_and_reported(server, tmp_path):
     (failure,) = report.failed
     assert failure["reason"] == RETRIES_EXHAUSTED and "Timeout" in failure["detail"]
     assert server.hits["/img/slow.png"] == 2
+
+
+def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(server, tmp_path):
+    # The read timeout (5 s) never trips: a byte arrives every 0.2 s. Only the deadline ends it.
+    start = time.perf_counter()
+    report = _fetch(_dataset(tmp_path / "ds", [f"{server.base}/drip.png"]), tmp_path / "cache", deadline=1.0)
+    elapsed = time.perf_counter() - start
+    (failure,) = report.failed
+    assert failure["reason"] == DEADLINE and "more than 1 s" in failure["detail"] and failure["attempts"] == 1
+    assert elapsed < 3.0, f"took {elapsed:.1f} s"
+    assert Dataset(tmp_path / "ds").items.column("image").to_pylist() == [None]
+
+
+def test_fetch_options_out_of_range_are_refused_before_any_request(server, tmp_path):
+    ds_dir = _dataset(tmp_path / "ds", [f"{server.base}/img/a.png"])
+    for bad in ({"deadline": 0}, {"deadline": float("nan")}, {"timeout": float("inf")}, {"concurrency": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            _fetch(ds_dir, tmp_path / "cache", **bad)
+    assert server.hits["/img/a.png"] == 0
 
 
 def test_items_with_an_image_or_without_url_are_left_alone(server, tmp_path):

@@ -55,6 +55,27 @@ def stats(dataset_dir, as_json, plot, bins) -> None:
             click.echo(f"\nhistogram written to {result['plot']}")
 
 
+@data.command("validate")
+@_DATASET
+@click.option("--no-images", is_flag=True, help="Skip decoding every image (faster on large catalogs).")
+def validate(dataset_dir, no_images) -> None:
+    """Check DIR against its manifest and tailorgen's rules; exit 2 and list the problems if any.
+
+    Checks the content hashes and counts of manifest.json, the schemas, ids (valid, unique, every
+    interaction's item in the item table), numbers (finite ratings, finite prices >= 0) and images
+    (paths relative and inside DIR, files present and decodable).
+    """
+    from tailorgen.cli import CommandError
+    from tailorgen.data import validate_dataset
+
+    problems = validate_dataset(dataset_dir, check_images=not no_images)
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        raise CommandError(f"{dataset_dir}: {len(problems)} problem(s), listed above")
+    click.echo(f"{dataset_dir}: no problems found")
+
+
 def _fractions(ctx, param, value: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in value.split(","))

@@ -9,6 +9,7 @@ from tailorgen.data.errors import DataError, ImportReport, InvalidValue, Unknown
 from tailorgen.data.ids import OutsideRootError, id_file_name, id_file_stem, normalize_id, plain_name, resolve_inside
 from tailorgen.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, QUERIES_SCHEMA, SCHEMA_VERSION
 from tailorgen.data.store import Dataset, DatasetWriter, clean_interactions, clean_items, is_tailorgen_dataset
+from tailorgen.data.validate import validate_dataset
 
 __all__ = [
     "INTERACTIONS_SCHEMA",
@@ -30,4 +31,5 @@ __all__ = [
     "normalize_id",
     "plain_name",
     "resolve_inside",
+    "validate_dataset",
 ]
