@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from browser import assert_page_renders, render
 from tailorgen.cli import main
-from tailorgen.evaluation.bench_iamg import COMPARED, IAMGBenchConfig, format_table, run_iamg_benchmark
+from tailorgen.evaluation.bench_iamg import COMPARED, TASK, IAMGBenchConfig, format_table, run_iamg_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -29,32 +29,33 @@ def bench(tiny_generator, tiny_judge, tmp_path_factory):
 
 def test_every_method_gets_every_metric_with_an_interval(bench):
     result, _ = bench
-    assert result["methods"] == list(COMPARED) and result["users"] == 6
+    task, results = result["tasks"][TASK], result["results"][TASK]
+    assert task["methods"] == list(COMPARED) and len(task["units"]["user_id"]) == 6
     for method in COMPARED:
         for metric in ("gain_intended", "gain_mismatched", "fidelity", "history_similarity", "text_alignment"):
-            s = result["summary"][method][metric]
+            s = results[method][metric]
             assert s["n"] == 6 and s["ci_low"] <= s["mean"] <= s["ci_high"]
     # The original item is the baseline of the gain, so its own gain is exactly zero.
-    assert result["summary"]["original"]["gain_intended"]["mean"] == 0.0
-    assert result["summary"]["original"]["novelty"]["mean"] == 0.0
-    assert set(result["paired_tests"]) == {
-        "full_vs_original",
-        "full_vs_plain",
-        "full_vs_rewrite",
-        "full_vs_retrieval",
-        "full_intended_vs_mismatched",
+    assert results["original"]["gain_intended"]["mean"] == 0.0
+    assert results["original"]["novelty"]["mean"] == 0.0
+    assert set(result["paired"][TASK]["gain_intended"]) == {
+        "full vs original",
+        "full vs plain",
+        "full vs rewrite",
+        "full vs retrieval",
+        "full intended vs mismatched",
     }
-    lat = result["latency_seconds"]
+    lat = result["extras"]["latency_seconds"]
     assert lat["total"] > 0 and abs(sum(lat["share"].values()) - 1) < 1e-9
 
 
 def test_diversity_per_generated_method_and_image_quality_with_the_original_as_floor(bench):
     result, _ = bench
-    assert "diversity" not in result["summary"]["original"]
+    assert "diversity" not in result["results"][TASK]["original"]
     for method in COMPARED[1:]:
-        s = result["summary"][method]["diversity"]
+        s = result["results"][TASK][method]["diversity"]
         assert s["n"] == 3 and 0.0 <= s["ci_low"] <= s["mean"] <= s["ci_high"] <= 2.0
-    quality = result["image_quality"]
+    quality = result["extras"]["image_quality"]
     assert quality["reference_images"] == 60 and set(quality["methods"]) == set(COMPARED)
     # Catalog images against other catalog images vs. a 2-step tiny generator's output: the
     # originals must be far closer to the catalog, whatever the random weights.
@@ -68,7 +69,8 @@ def test_diversity_per_generated_method_and_image_quality_with_the_original_as_f
 def test_writes_per_user_numbers_and_an_image_grid(bench):
     _, root = bench
     saved = json.loads((root / "out" / "iamg_benchmark.json").read_text())
-    assert len(saved["per_unit"]["user_id"]) == 6 and len(saved["per_unit"]["full"]["gain_intended"]) == 6
+    assert len(saved["tasks"][TASK]["units"]["user_id"]) == 6
+    assert len(saved["per_unit"][TASK]["full"]["gain_intended"]) == 6
     assert (root / "out" / "iamg_examples.png").exists()
 
 
@@ -76,7 +78,7 @@ def test_same_seed_same_numbers(bench, tiny_generator, tiny_judge):
     result, root = bench
     cfg = IAMGBenchConfig(**result["config"])
     again = run_iamg_benchmark(cfg, root / "work", None, tiny_generator[0], tiny_judge[0], progress=False)
-    assert again["summary"] == result["summary"]
+    assert again["results"] == result["results"]
 
 
 def test_table_and_cli(bench, tiny_generator, tmp_path):
@@ -96,13 +98,14 @@ def test_eval_report_from_benchmark_runs(bench, tmp_path):
         page.count("<table>") == 8 and page.count("data:image/png;base64,") == 2 + 7
     )  # grids, then one plot per metric
     numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert len(numbers["runs"]) == 2 and numbers["runs"][0]["summary"]["full"]["fidelity"]["n"] == 6
-    assert numbers["runs"][0]["image_quality"]["methods"]["full"]["kid"] is not None
+    assert len(numbers["runs"]) == 2 and numbers["runs"][0]["results"][TASK]["full"]["fidelity"]["n"] == 6
+    assert numbers["runs"][0]["extras"]["image_quality"]["methods"]["full"]["kid"] is not None
     # Per user: the paired metric of every method, matching the benchmark's own per-unit numbers.
-    saved = json.loads((root / "out" / "iamg_benchmark.json").read_text())["per_unit"]
-    rows = numbers["runs"][0]["per_user"]
-    assert set(rows) == set(saved["user_id"]) and "Per user: personalization gain" in page
-    for u, gain in zip(saved["user_id"], saved["full"]["gain_intended"]):
+    saved = json.loads((root / "out" / "iamg_benchmark.json").read_text())
+    user_ids, saved = saved["tasks"][TASK]["units"]["user_id"], saved["per_unit"][TASK]
+    rows = numbers["runs"][0]["per_user"][TASK]
+    assert set(rows) == set(user_ids) and "Per user: personalization gain" in page
+    for u, gain in zip(user_ids, saved["full"]["gain_intended"]):
         assert rows[u]["items"] == 1 and rows[u]["full"] == pytest.approx(gain)
     res = CliRunner().invoke(main, ["eval", str(tmp_path), "--out", str(tmp_path / "rep2")])
     assert res.exit_code != 0 and "iamg_benchmark.json" in str(res.exception or res.output)
@@ -129,7 +132,7 @@ def test_shop_benchmark_runs_each_seed_and_says_which_are_held_out(bench, tiny_g
     )
     assert [r["config"]["seed"] for r in results] == seeds
     # The seed already benchmarked gives the same numbers: the shop is reused, the draws are fixed.
-    assert results[0]["summary"] == result["summary"]
+    assert results[0]["results"] == result["results"]
     assert (tmp_path / f"iamg-seed{HELD_OUT_SEEDS[0]}" / "iamg_benchmark.json").exists()
     page = (tmp_path / "report.html").read_text()
     assert f"held-out scenario seeds {HELD_OUT_SEEDS[0]}" in page and "shop seeds 11" in page
@@ -145,17 +148,63 @@ def test_on_a_dataset_without_ground_truth_only_embedding_metrics_are_reported(b
 
     result, root = bench
     real = tmp_path / "catalog"
-    shutil.copytree(result["shop"], real)
+    shutil.copytree(result["dataset"], real)
     shutil.rmtree(real / "truth")  # what a real catalog looks like: no oracle, no true attributes
     cfg = IAMGBenchConfig(**result["config"])
     out = run_iamg_benchmark(cfg, None, tmp_path / "out", tiny_generator[0], None, progress=False, dataset=real)
-    assert set(out["not_computed"]) == set(NEEDS_GROUND_TRUTH) == {"gain_intended", "gain_mismatched", "fidelity"}
-    assert set(out["summary"]["full"]) == {"history_similarity", "text_alignment", "novelty", "diversity"}
-    assert out["paired_metric"] == "history_similarity" and "full_intended_vs_mismatched" not in out["paired_tests"]
+    not_computed = out["extras"]["not_computed"]
+    assert set(not_computed) == set(NEEDS_GROUND_TRUTH) == {"gain_intended", "gain_mismatched", "fidelity"}
+    assert set(out["results"][TASK]["full"]) == {"history_similarity", "text_alignment", "novelty", "diversity"}
+    primary = out["tasks"][TASK]["primary_metric"]
+    assert primary == "history_similarity" and "full intended vs mismatched" not in out["paired"][TASK][primary]
     # The embedding metrics do not depend on ground truth: the same numbers as on the shop.
-    assert out["summary"]["full"]["history_similarity"] == result["summary"]["full"]["history_similarity"]
+    assert out["results"][TASK]["full"]["history_similarity"] == result["results"][TASK]["full"]["history_similarity"]
     table = format_table(out)
     assert "n/a fidelity: needs the item's true category" in table
     res = CliRunner().invoke(main, ["eval", str(tmp_path / "out"), str(root / "out"), "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     assert "n/a gain_intended" in (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_runs_written_before_the_common_layout_read_the_same(bench, tmp_path):
+    """A record in the layout of the runs docs/benchmarks.md cites (summary, paired_tests, ...) is read
+    into the common layout with the same numbers: the same text table, and `tailorgen eval` takes it."""
+    from tailorgen.evaluation.bench_iamg import upgrade_legacy_record
+
+    result, root = bench
+    task, extras = result["tasks"][TASK], result["extras"]
+    primary = task["primary_metric"]
+    old_names = {"full intended vs mismatched": "full_intended_vs_mismatched"}
+    old = {
+        "what": result["what"],
+        "config": result["config"],
+        "shop": result["dataset"],
+        "users": len(task["units"]["user_id"]),
+        "methods": task["methods"],
+        "summary": result["results"][TASK],
+        "paired_tests": {
+            old_names.get(key, key.replace(" ", "_")): {
+                "n": t["n"],
+                "mean_diff": t["diff"],
+                "ci_low": t["ci_low"],
+                "ci_high": t["ci_high"],
+                "wilcoxon_p": t["p"],
+                "ttest_p": t["ttest_p"],
+            }
+            for key, t in result["paired"][TASK][primary].items()
+        },
+        "paired_metric": primary,
+        "checkpoints": result["checkpoints"],
+        "seconds": result["seconds"],
+        "per_unit": task["units"] | result["per_unit"][TASK],
+    } | {k: extras[k] for k in ("not_computed", "image_quality", "latency_seconds")}
+    upgraded = upgrade_legacy_record(old)
+    assert format_table(upgraded) == format_table(result)
+    assert upgraded["results"] == result["results"] and upgraded["per_unit"] == result["per_unit"]
+    assert upgraded["paired"][TASK][primary] == result["paired"][TASK][primary]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "iamg_benchmark.json").write_text(json.dumps(old))
+    res = CliRunner().invoke(main, ["eval", str(tmp_path / "old"), str(root / "out"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    with pytest.raises(ValueError, match="neither the common layout nor the old one"):
+        upgrade_legacy_record({"config": {}})

@@ -22,7 +22,8 @@ def bench() -> None:
 @click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True,
               help="Where the benchmark shop is built (reused when it exists).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Also write iamg_benchmark.json (all numbers, per user too) and iamg_examples.png.")  # fmt: skip
+              help="Also write iamg_benchmark.json (the run's record: every number, per user too) "
+                   "and iamg_examples.png.")  # fmt: skip
 @click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
               help="Generator pipeline folder (default: the shipped one).")  # fmt: skip
 @click.option("--judge", "judge_path", type=click.Path(file_okay=False), default=None,
@@ -30,7 +31,8 @@ def bench() -> None:
 @click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
               help="Benchmark on this dataset instead of a shop; without ground truth only the "
                    "embedding-based metrics are computed (the table says which are not, and why).")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run's record (the common benchmark layout) as JSON instead of a table.")  # fmt: skip
 def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judge_path, dataset, as_json) -> None:
     """Compare the original item, plain generation, rewrite only, retrieval only and full I-AM-G.
 
@@ -89,10 +91,12 @@ def bench_shop(seeds, held_out, users, out, work_dir, generator_path, judge_path
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default="runs/report", show_default=True)
 def eval_cmd(run_dirs, out) -> None:
-    """Compare benchmark runs (folders written by `tailorgen bench iamg --out DIR`) in an HTML report.
+    """Compare benchmark runs (folders written by `tailorgen bench ... --out DIR`) in an HTML report.
 
-    Writes OUT/report.html (metric tables with 95% intervals, paired tests, latency, plots across
-    runs, example images) and OUT/report.json with every number it shows.
+    Any benchmark's run folder works: each holds one record in the common layout
+    (*_benchmark.json). Writes OUT/report.html (per task, metric tables with 95% intervals and
+    paired tests; latency, plots across runs, example images) and OUT/report.json with every
+    number it shows. The runs must compare the same tasks and methods.
     """
     from tailorgen.evaluation.report import write_report
 

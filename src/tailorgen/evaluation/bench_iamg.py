@@ -19,38 +19,66 @@ images, in the image encoder's feature space; the original items give the floor)
 On a dataset without ground truth (a real catalog: no oracle, and attributes the judge was not
 trained to read) the same run reports the embedding-based metrics only, lists the others under
 ``not_computed`` with the reason, and tests full against each ablation on history similarity.
+
+The run is one task ("personalization") of the common benchmark record
+(:mod:`tailorgen.evaluation.runner`): every metric is computed per user by the tested functions
+of :mod:`tailorgen.evaluation.metrics`, and the record is ``iamg_benchmark.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
-from tailorgen.common import write_json
-from tailorgen.common.manifest import environment_versions, now_utc
 from tailorgen.data import Dataset
 from tailorgen.encoders.image import ShopImageEncoder
 from tailorgen.evaluation.image_quality import as_feature_module, fid, kid
 from tailorgen.evaluation.judge import Judge
-from tailorgen.evaluation.metrics import clip_style_score, diversity, nearest_catalog_similarity
-from tailorgen.evaluation.stats import paired_test, summarize_metric
+from tailorgen.evaluation.metrics import (
+    attribute_preservation,
+    clip_style_score,
+    diversity,
+    history_similarity_per_unit,
+    novelty,
+    personalization_gain,
+)
+from tailorgen.evaluation.runner import Comparison, Task, against, build_record, write_record
 from tailorgen.generation.iamg import METHODS, STAGES, IAMGGenerator, pick_requests
 from tailorgen.world import Oracle, WorldConfig
 from tailorgen.world.build import ensure_shop
 
+BENCHMARK = "iamg"
+TASK = "personalization"
 COMPARED = ("original", *METHODS)  # "original": the catalog item as it is
-COPY_THRESHOLD = 0.95
+METRIC_NAMES = (  # the task's metrics, in table order; labels are in evaluation.registry
+    "gain_intended",
+    "gain_mismatched",
+    "fidelity",
+    "history_similarity",
+    "text_alignment",
+    "novelty",
+    "diversity",
+)
+INTENDED_VS_MISMATCHED = Comparison(
+    "full", "full", "gain_intended", b_metric="gain_mismatched", label="full intended vs mismatched"
+)
 NEEDS_GROUND_TRUTH = {
     "gain_intended": "needs the oracle's utility of the user (only a simulated shop has one)",
     "gain_mismatched": "needs the oracle's utility of the user (only a simulated shop has one)",
     "fidelity": "needs the item's true category and a judge trained to read this catalog's attributes",
 }
 NEEDS_SHOP_ENCODER = "FID/KID use tailorgen's own image encoder as the feature network; this run's encoder is another"
+EXAMPLES_FILE = "iamg_examples.png"
+# Requests per call of generate_batch, and its UNet batch size: chunks of whole UNet batches give
+# the same batches (so bit-identical images) as one call over all requests, with progress between.
+GENERATION_BATCH = 32
 
 
 @dataclass
@@ -69,7 +97,18 @@ class IAMGBenchConfig:
     quality_reference: int = 400  # catalog images (not targets) that FID/KID compare against
 
 
-def _pick(cfg: IAMGBenchConfig, histories: dict[str, list[str]], item_ids: list[str]):
+def benchmark_shop(cfg: IAMGBenchConfig, work_dir: str | Path = "runs/work", progress: bool = True) -> Path:
+    """The shop of ``cfg.seed`` and size under ``work_dir``: built once, reused after."""
+    return ensure_shop(
+        Path(work_dir) / f"bench-{cfg.seed}-{cfg.shop_items}-{cfg.shop_users}",
+        WorldConfig(n_items=cfg.shop_items, n_users=cfg.shop_users, seed=cfg.seed),
+        progress=progress,
+    )
+
+
+def pick_users(
+    cfg: IAMGBenchConfig, histories: dict[str, list[str]], item_ids: list[str]
+) -> tuple[list[str], list[str], list[str]]:
     """Users (fixed by the seed), a target item each that they never saw, and a mismatched user each."""
     eligible = sum(len(h) >= cfg.min_history for h in histories.values())
     if eligible < 2:
@@ -101,94 +140,109 @@ def run_iamg_benchmark(
     progress: bool = True,
     dataset: str | Path | None = None,
 ) -> dict:
-    """The comparison on the shop of ``cfg.seed`` (built or reused under ``work_dir``), or on ``dataset``."""
-    t_start = time.perf_counter()
-    if dataset is None:
-        shop = ensure_shop(
-            Path(work_dir) / f"bench-{cfg.seed}-{cfg.shop_items}-{cfg.shop_users}",
-            WorldConfig(n_items=cfg.shop_items, n_users=cfg.shop_users, seed=cfg.seed),
-            progress=progress,
-        )
-    else:
-        shop = Path(dataset)
+    """The comparison on the shop of ``cfg.seed`` (built or reused under ``work_dir``), or on ``dataset``.
+
+    Returns the run's record (:mod:`tailorgen.evaluation.runner`); with ``out`` also writes it
+    as OUT/iamg_benchmark.json, with a grid of example images.
+    """
+    started = time.perf_counter()
+    shop = benchmark_shop(cfg, work_dir, progress) if dataset is None else Path(dataset)
     ds = Dataset(shop)
     truth = ds.has_ground_truth
     oracle, judge = (Oracle.load(shop), Judge(judge)) if truth else (None, None)
     gen = IAMGGenerator(ds, generator, guidance_scale=cfg.guidance, num_inference_steps=cfg.steps, progress=progress)
-    ctx = gen.context
-    users, targets, mismatched = _pick(cfg, ctx.histories, list(ctx.texts))
+    users, targets, mismatched = pick_users(cfg, gen.context.histories, list(gen.context.texts))
     pairs = list(zip(users, targets))
-    requests = ctx.requests(pairs)
+    requests = gen.context.requests(pairs)
 
     images = {"original": [ds.load_image(i) for i in targets]}
-    for method in METHODS:
-        generations = gen.generate_batch(pairs, n=1, seed=cfg.seed, method=method, requests=requests)
-        images[method] = [g.images[0] for g in generations]
-
-    catalog = ctx.image_retriever.embeddings
-    rewritten_emb = ctx.text_encoder.encode([r.rewrite.text for r in requests])
-    per_unit: dict[str, dict[str, np.ndarray]] = {}
-    for m in COMPARED:
-        emb = ctx.image_encoder.encode(images[m])
-        history_sim = np.array(
-            [float((catalog.rows(r.history) @ e).mean()) for r, e in zip(requests, emb)]
-        )  # mean cosine to the user's history items (all unit vectors)
-        nearest = nearest_catalog_similarity(emb, catalog.vectors) if m != "original" else np.ones(len(emb))
-        per_unit[m] = {
-            "history_similarity": history_sim,
-            "text_alignment": clip_style_score(emb, rewritten_emb),
-            "novelty": (nearest < COPY_THRESHOLD).astype(float),
-        }
-    per_method_diversity = _diversity(gen, ctx, pairs, requests, cfg)
-    quality = _image_quality(ds, ctx.image_encoder, images, targets, cfg)
+    images |= {m: [g.images[0] for g in generate(gen, pairs, requests, m, 1, cfg.seed, progress)] for m in METHODS}
+    values = embedding_metrics(gen.context, images, requests, progress)
     if truth:
-        scored = _oracle_metrics(ds, oracle, judge, images, users, mismatched, targets)
-        per_unit = {m: scored[m] | d for m, d in per_unit.items()}
-    primary = "gain_intended" if truth else "history_similarity"
-    summary = {
-        m: {k: summarize_metric(v, n_boot=cfg.n_boot, seed=cfg.seed, name=f"{m}.{k}") for k, v in d.items()}
-        for m, d in per_unit.items()
-    }
-    for m, values in per_method_diversity.items():
-        summary[m]["diversity"] = summarize_metric(values, n_boot=cfg.n_boot, seed=cfg.seed, name=f"{m}.diversity")
+        scored = oracle_metrics(ds, oracle, judge, images, users, mismatched, targets, progress)
+        values = {m: scored[m] | d for m, d in values.items()}
+    for m, per_user in diversity_metrics(gen, pairs, requests, cfg, progress).items():
+        values[m]["diversity"] = per_user
+    quality = image_quality(ds, gen.context.image_encoder, images, targets, cfg, progress)
+    latency = measure_latency(gen, pairs[: cfg.latency_requests], cfg.seed, progress)
+
     not_computed = {} if truth else dict(NEEDS_GROUND_TRUTH)
     if quality is None:
         not_computed["image_quality"] = NEEDS_SHOP_ENCODER
-    tests = {
-        f"full_vs_{m}": paired_test(per_unit["full"][primary], per_unit[m][primary], cfg.n_boot)
-        for m in COMPARED
-        if m != "full"
-    }
-    if truth:
-        tests["full_intended_vs_mismatched"] = paired_test(
-            per_unit["full"]["gain_intended"], per_unit["full"]["gain_mismatched"], cfg.n_boot
-        )
-    latency = measure_latency(gen, pairs[: cfg.latency_requests], cfg.seed)
-
-    result = {
-        "what": "I-AM-G benchmark: personalization gain (oracle utility of judge-read attributes) and controls",
-        "created": now_utc(),
-        "config": dataclasses.asdict(cfg),
-        "shop": str(shop),
-        "users": len(users),
-        "methods": list(COMPARED),
-        "summary": summary,
-        "paired_tests": tests,
-        "paired_metric": primary,
-        "not_computed": not_computed,
-        "image_quality": quality,
-        "latency_seconds": latency,
-        "checkpoints": gen.checkpoints() | ({"judge": judge.fingerprint} if truth else {}),
-        "seconds": round(time.perf_counter() - t_start, 1),
-        "versions": environment_versions(),
-    }
+    task = _task(values, truth, users, targets)
+    record = build_record(
+        benchmark=BENCHMARK,
+        what="I-AM-G benchmark: personalization gain (oracle utility of judge-read attributes) and controls",
+        tasks=[task],
+        per_unit={TASK: values},
+        config=dataclasses.asdict(cfg),
+        seeds=[cfg.seed],
+        checkpoints=gen.checkpoints() | ({"judge": judge.fingerprint} if truth else {}),
+        started=started,
+        dataset=str(shop),
+        extras={"not_computed": not_computed, "image_quality": quality, "latency_seconds": latency}
+        | ({"examples": EXAMPLES_FILE} if out is not None else {}),
+        n_boot=cfg.n_boot,
+        seed=cfg.seed,
+    )
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "iamg_benchmark.json", result | {"per_unit": _per_unit_json(per_unit, users, targets)})
+        write_record(record, out)
         shown = range(min(12, len(users)))
-        _grid([[images[m][j] for m in COMPARED] for j in shown], list(COMPARED), out / "iamg_examples.png")
-    return result
+        _grid([[images[m][j] for m in COMPARED] for j in shown], list(COMPARED), Path(out) / EXAMPLES_FILE)
+    return record
+
+
+def _task(values: dict[str, dict[str, np.ndarray]], truth: bool, users: list[str], targets: list[str]) -> Task:
+    """The personalization task: full against each other method on every metric both have, the
+    headline metric first (the gain, or history similarity without ground truth)."""
+    primary = "gain_intended" if truth else "history_similarity"
+    measured = [primary, *(m for m in METRIC_NAMES if m != primary and m in values["full"])]
+    comparisons = [c for c in against("full", COMPARED, measured) if c.metric in values[c.b]]
+    if truth:
+        comparisons.append(INTENDED_VS_MISMATCHED)
+    return Task(
+        TASK,
+        methods=COMPARED,
+        metrics=METRIC_NAMES,
+        primary_metric=primary,
+        comparisons=tuple(comparisons),
+        units={"user_id": users, "item_id": targets},
+    )
+
+
+def generate(gen: IAMGGenerator, pairs, requests, method: str, n: int, seed: int, progress: bool) -> list:
+    """``gen.generate_batch`` over all pairs, in chunks of whole UNet batches, with a progress bar."""
+    chunk = GENERATION_BATCH // math.gcd(n, GENERATION_BATCH)  # pairs whose n images fill whole batches
+    out = []
+    with tqdm(total=len(pairs), desc=f"generate {method}", unit="user", disable=not progress) as bar:
+        for s in range(0, len(pairs), chunk):
+            out += gen.generate_batch(
+                pairs[s : s + chunk],
+                n=n,
+                seed=seed,
+                method=method,
+                batch_size=GENERATION_BATCH,
+                requests=requests[s : s + chunk],
+            )
+            bar.update(len(pairs[s : s + chunk]))
+    return out
+
+
+def embedding_metrics(ctx, images, requests, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Per method and user: history similarity, text alignment (to the rewritten text) and novelty."""
+    catalog = ctx.image_retriever.embeddings
+    histories = [catalog.rows(r.history) for r in requests]
+    rewritten_emb = ctx.text_encoder.encode([r.rewrite.text for r in requests])
+    out = {}
+    for m in tqdm(images, desc="embedding metrics", unit="method", disable=not progress):
+        emb = ctx.image_encoder.encode(images[m])
+        out[m] = {
+            "history_similarity": history_similarity_per_unit(emb, histories),
+            "text_alignment": clip_style_score(emb, rewritten_emb),
+            # The original is a catalog item, so a copy by definition (not left to the encoder's rounding).
+            "novelty": np.zeros(len(emb)) if m == "original" else novelty(emb, catalog.vectors, reduce="none"),
+        }
+    return out
 
 
 def last_interaction_times(ds: Dataset) -> dict[str, int]:
@@ -200,11 +254,13 @@ def last_interaction_times(ds: Dataset) -> dict[str, int]:
     return now
 
 
-def _oracle_metrics(ds, oracle, judge, images, users, mismatched, targets) -> dict[str, dict[str, np.ndarray]]:
+def oracle_metrics(
+    ds, oracle, judge, images, users, mismatched, targets, progress: bool = False
+) -> dict[str, dict[str, np.ndarray]]:
     """Gain for the intended and the mismatched user, and fidelity, per method: judge reads, oracle scores."""
     now = last_interaction_times(ds)
-    truth_category = [oracle.item_attributes(i, visual_only=True)["category"] for i in targets]
-    reads = {m: judge.read(ims) for m, ims in images.items()}
+    target_category = [{"category": oracle.item_attributes(i, visual_only=True)["category"]} for i in targets]
+    reads = {m: judge.read(ims) for m, ims in tqdm(images.items(), desc="judge", unit="method", disable=not progress)}
 
     def utility(user_ids, attr_reads):
         return np.array([oracle.utility(u, a, now[u]) for u, a in zip(user_ids, attr_reads)])
@@ -213,29 +269,27 @@ def _oracle_metrics(ds, oracle, judge, images, users, mismatched, targets) -> di
     base_control = utility(mismatched, reads["original"])
     return {
         m: {
-            "gain_intended": utility(users, reads[m]) - base_intended,
-            "gain_mismatched": utility(mismatched, reads[m]) - base_control,
-            "fidelity": np.array([r["category"] == c for r, c in zip(reads[m], truth_category)], float),
+            "gain_intended": personalization_gain(utility(users, reads[m]), base_intended),
+            "gain_mismatched": personalization_gain(utility(mismatched, reads[m]), base_control),
+            "fidelity": attribute_preservation(reads[m], target_category, ("category",), reduce="none"),
         }
         for m in images
     }
 
 
-def _diversity(gen, ctx, pairs, requests, cfg: IAMGBenchConfig) -> dict[str, np.ndarray]:
+def diversity_metrics(gen, pairs, requests, cfg: IAMGBenchConfig, progress: bool = False) -> dict[str, np.ndarray]:
     """Per user, the mean pairwise cosine distance among ``diversity_n`` images of one method."""
     k = min(cfg.diversity_users, len(pairs))
     if k == 0 or cfg.diversity_n < 2:
         return {}
     out = {}
     for method in METHODS:
-        generations = gen.generate_batch(
-            pairs[:k], n=cfg.diversity_n, seed=cfg.seed, method=method, requests=requests[:k]
-        )
-        out[method] = np.array([diversity(ctx.image_encoder.encode(g.images)) for g in generations])
+        generations = generate(gen, pairs[:k], requests[:k], method, cfg.diversity_n, cfg.seed, progress)
+        out[method] = np.array([diversity(gen.context.image_encoder.encode(g.images)) for g in generations])
     return out
 
 
-def _image_quality(ds, image_encoder, images, targets, cfg: IAMGBenchConfig) -> dict | None:
+def image_quality(ds, image_encoder, images, targets, cfg: IAMGBenchConfig, progress: bool = False) -> dict | None:
     """KID (mean, std over subsets) of each method's images against held-aside catalog images, and FID.
 
     None when the image encoder is not tailorgen's own (it is the feature network). All methods
@@ -252,7 +306,7 @@ def _image_quality(ds, image_encoder, images, targets, cfg: IAMGBenchConfig) -> 
     picked = rng.choice(len(pool), size=min(cfg.quality_reference, len(pool)), replace=False)
     reference = [im for j in sorted(picked) if (im := ds.load_image(pool[j])) is not None]
     out = {}
-    for m, ims in images.items():
+    for m, ims in tqdm(images.items(), desc="image quality", unit="method", disable=not progress):
         subset = min(50, len(ims), len(reference))
         if subset < 2:
             return None
@@ -262,39 +316,28 @@ def _image_quality(ds, image_encoder, images, targets, cfg: IAMGBenchConfig) -> 
     return {"reference_images": len(reference), "feature_dim": features.num_features, "methods": out}
 
 
-def _per_unit_json(per_unit, users, targets) -> dict:
-    return {"user_id": users, "item_id": targets} | {
-        m: {k: v.tolist() for k, v in d.items()} for m, d in per_unit.items()
-    }
-
-
-def measure_latency(gen: IAMGGenerator, pairs: list[tuple[str, str]], seed: int) -> dict:
+def measure_latency(gen: IAMGGenerator, pairs: list[tuple[str, str]], seed: int, progress: bool = False) -> dict:
     """Seconds for one personalized image (batch of one, full method), per stage, averaged over requests."""
     gen.generate_batch(pairs[:1], n=1, seed=seed, method="full")  # warm-up: first calls allocate
-    runs = [gen.generate_batch([p], n=1, seed=seed, method="full")[0].seconds for p in pairs]
+    bar = tqdm(pairs, desc="latency", unit="request", disable=not progress)
+    runs = [gen.generate_batch([p], n=1, seed=seed, method="full")[0].seconds for p in bar]
     mean = {s: float(np.mean([r[s] for r in runs])) for s in STAGES}
     total = sum(mean.values())
     return {"requests": len(runs), "total": total, "stages": mean, "share": {s: v / total for s, v in mean.items()}}
 
 
-def format_table(result: dict) -> str:
-    """The benchmark as a text table: mean [95% CI] per method and metric."""
-    metrics = (
-        "gain_intended",
-        "gain_mismatched",
-        "fidelity",
-        "history_similarity",
-        "text_alignment",
-        "novelty",
-        "diversity",
-    )
+def format_table(record: dict) -> str:
+    """The benchmark as a text table: mean [95% CI] per method and metric, then the paired tests."""
+    task, results = record["tasks"][TASK], record["results"][TASK]
+    extras = record.get("extras", {})
     width = 22
-    lines = [f"I-AM-G benchmark on {result['shop']} ({result['users']} users x 1 target item each)"]
-    lines.append("method".ljust(10) + "".join(m.ljust(width) for m in metrics))
-    for method in result["methods"]:
+    users = len(task["units"]["user_id"])
+    lines = [f"I-AM-G benchmark on {record['dataset']} ({users} users x 1 target item each)"]
+    lines.append("method".ljust(10) + "".join(m.ljust(width) for m in task["metrics"]))
+    for method in task["methods"]:
         cells = []
-        for m in metrics:
-            s = result["summary"][method].get(m)
+        for m in task["metrics"]:
+            s = results[method].get(m)
             if s is None:
                 cells.append("n/a".ljust(width))
                 continue
@@ -302,21 +345,68 @@ def format_table(result: dict) -> str:
             cells.append(f"{s['mean']:.3f} {ci}".ljust(width))
         lines.append(method.ljust(10) + "".join(cells))
     lines.append("")
-    for metric, why in result.get("not_computed", {}).items():
+    for metric, why in extras.get("not_computed", {}).items():
         lines.append(f"n/a {metric}: {why}")
-    lines.append(
-        f"paired tests on {result.get('paired_metric', 'gain_intended')} (mean difference [95% CI], Wilcoxon p):"
-    )
-    for name, t in result["paired_tests"].items():
+    primary = task["primary_metric"]
+    lines.append(f"paired tests on {primary} (mean difference [95% CI], Wilcoxon p):")
+    for key, t in record["paired"][TASK].get(primary, {}).items():
         ci = f"[{t['ci_low']:+.3f},{t['ci_high']:+.3f}]"
-        lines.append(f"  {name:<30} {t['mean_diff']:+.3f} {ci}  p={t['wilcoxon_p']:.2g}")
-    quality = result.get("image_quality")
+        lines.append(f"  {key.replace(' ', '_'):<30} {t['diff']:+.3f} {ci}  p={t['p']:.2g}")
+    quality = extras.get("image_quality")
     if quality:
         lines.append(f"\nimage quality against {quality['reference_images']} catalog images (encoder features):")
         for m, q in quality["methods"].items():
             fid_text = f"{q['fid']:.2f}" if q["fid"] is not None else "n/a (fewer images than feature dimensions)"
             lines.append(f"  {m:<10} KID {q['kid']:.4f} (+/- {q['kid_std']:.4f})  FID {fid_text}")
-    lat = result["latency_seconds"]
+    lat = extras["latency_seconds"]
     shares = ", ".join(f"{s} {100 * v:.0f}%" for s, v in lat["share"].items())
     lines.append(f"\nlatency of one personalized image: {lat['total']:.2f} s ({shares})")
     return "\n".join(lines)
+
+
+def upgrade_legacy_record(old: dict) -> dict:
+    """An I-AM-G run written before the common record layout (``summary``, ``paired_tests``, ...), in that
+    layout with the same numbers, so `tailorgen eval` and the table scripts read the runs docs/benchmarks.md cites.
+    """
+    if "paired_tests" not in old or "summary" not in old:
+        raise ValueError("not an I-AM-G benchmark record: it has neither the common layout nor the old one")
+    primary = old.get("paired_metric", "gain_intended")
+    paired: dict[str, dict] = {}
+    for name, t in old["paired_tests"].items():
+        if name == "full_intended_vs_mismatched":
+            c = INTENDED_VS_MISMATCHED
+        else:
+            a, b = name.split("_vs_")
+            c = Comparison(a, b, primary)
+        entry = {"a": c.a, "b": c.b} | ({"b_metric": c.b_metric} if c.b_metric else {})
+        entry |= {k: t[k] for k in ("ci_low", "ci_high", "ttest_p", "n")} | {
+            "diff": t["mean_diff"],
+            "p": t["wilcoxon_p"],
+        }
+        paired.setdefault(c.metric, {})[c.key] = entry
+    units = old.get("per_unit", {})
+    extras = {k: old.get(k) for k in ("not_computed", "image_quality", "latency_seconds")}
+    return {
+        "benchmark": BENCHMARK,
+        "what": old.get("what"),
+        "created": old.get("created"),
+        "dataset": old.get("shop"),
+        "config": old["config"],
+        "seeds": [old["config"]["seed"]],
+        "tasks": {
+            TASK: {
+                "methods": old["methods"],
+                "metrics": list(METRIC_NAMES),
+                "primary_metric": primary,
+                "unit": "user",
+                "units": {k: units[k] for k in ("user_id", "item_id") if k in units},
+            }
+        },
+        "results": {TASK: old["summary"]},
+        "paired": {TASK: paired},
+        "extras": extras | {"examples": EXAMPLES_FILE},
+        "checkpoints": old.get("checkpoints", {}),
+        "seconds": old.get("seconds"),
+        "versions": old.get("versions", {}),
+        "per_unit": {TASK: {m: units[m] for m in old["methods"] if m in units}},
+    }
