@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import argparse
 import collections
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from tailorgen.data import Dataset
 from tailorgen.encoders.image import rgb_array
-from tailorgen.evaluation.bench_iamg import IAMGBenchConfig
+from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, benchmark_shop
 from tailorgen.generation.train import history_look
 from tailorgen.interests import recency_weights
 from tailorgen.interests.accent import ACCENT_TOL, history_accent, main_and_accent
-from tailorgen.world import Oracle, WorldConfig
+from tailorgen.world import Oracle
 from tailorgen.world.attributes import COLOURS, NO_SECONDARY
-from tailorgen.world.build import ensure_shop
 
 NAMES = list(COLOURS)
 PALETTE = np.array([COLOURS[c] for c in NAMES], np.float32) / 255
@@ -53,10 +51,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = IAMGBenchConfig(seed=args.seed)
-    shop = ensure_shop(
-        Path(args.work_dir) / f"bench-{cfg.seed}-{cfg.shop_items}-{cfg.shop_users}",
-        WorldConfig(n_items=cfg.shop_items, n_users=cfg.shop_users, seed=cfg.seed),
-    )
+    shop = benchmark_shop(cfg, args.work_dir)
     ds, oracle = Dataset(shop), Oracle.load(shop)
     ids = list(ds.item_row)
     truth = {i: oracle.item_attributes(i, visual_only=True) for i in ids}

@@ -10,15 +10,16 @@ and Wilcoxon p of `evaluation.stats.paired_test`. The script refuses runs whose 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from tailorgen.evaluation.bench_iamg import TASK
+from tailorgen.evaluation.report import load_run
 from tailorgen.evaluation.stats import paired_test
 
 
 def seeds(run: Path) -> dict[int, Path]:
-    return {int(p.name.removeprefix("iamg-seed")): p / "iamg_benchmark.json" for p in run.glob("iamg-seed*")}
+    return {int(p.name.removeprefix("iamg-seed")): p for p in run.glob("iamg-seed*")}
 
 
 def main() -> None:
@@ -32,9 +33,10 @@ def main() -> None:
     print(f"| seed | method | {args.metric}: {args.new.name} minus {args.old.name} [95% CI] | Wilcoxon p |")
     print("|---|---|---:|---:|")
     for seed in sorted(new.keys() & old.keys()):
-        a, b = (json.loads(r[seed].read_text())["per_unit"] for r in (new, old))
-        if (a["user_id"], a["item_id"]) != (b["user_id"], b["item_id"]):
+        a, b = (load_run(r[seed]) for r in (new, old))
+        if a["tasks"][TASK]["units"] != b["tasks"][TASK]["units"]:
             sys.exit(f"seed {seed}: the two runs drew different (user, item) pairs; they do not pair up")
+        a, b = a["per_unit"][TASK], b["per_unit"][TASK]
         for method in args.methods:
             t = paired_test(a[method][args.metric], b[method][args.metric])
             ci = f"{t['mean_diff']:+.2f} [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]"

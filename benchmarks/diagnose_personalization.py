@@ -24,18 +24,17 @@ from __future__ import annotations
 import argparse
 import collections
 import itertools
-from pathlib import Path
 
 import numpy as np
 
 from tailorgen.data import Dataset
-from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, _pick, last_interaction_times
+from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, benchmark_shop, last_interaction_times, pick_users
 from tailorgen.evaluation.judge import Judge
+from tailorgen.evaluation.metrics import attribute_preservation, personalization_gain
 from tailorgen.generation.iamg import METHODS, IAMGGenerator
 from tailorgen.generation.train import LOOK, history_look
-from tailorgen.world import Oracle, WorldConfig
+from tailorgen.world import Oracle
 from tailorgen.world.attributes import NO_SECONDARY
-from tailorgen.world.build import ensure_shop
 
 
 def _second_colour_breakdown(reads, wanted, histories, truth) -> str:
@@ -80,10 +79,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = IAMGBenchConfig(seed=args.seed, users=args.users)
-    shop = ensure_shop(
-        Path(args.work_dir) / f"bench-{cfg.seed}-{cfg.shop_items}-{cfg.shop_users}",
-        WorldConfig(n_items=cfg.shop_items, n_users=cfg.shop_users, seed=cfg.seed),
-    )
+    shop = benchmark_shop(cfg, args.work_dir)
     ds, oracle, judge = Dataset(shop), Oracle.load(shop), Judge()
     truth = {i: oracle.item_attributes(i, visual_only=True) for i in ds.item_row}
     histories = ds.user_histories()
@@ -92,7 +88,7 @@ def main() -> None:
     def top(user: str, attr: str) -> str:
         return collections.Counter(truth[h][attr] for h in histories[user]).most_common(1)[0][0]
 
-    users, targets, mismatched = _pick(cfg, histories, list(truth))
+    users, targets, mismatched = pick_users(cfg, histories, list(truth))
     original = judge.read([ds.load_image(i) for i in targets])
     base = [oracle.utility(u, r, now[u]) for u, r in zip(users, original)]
     top_look = [
@@ -120,8 +116,8 @@ def main() -> None:
         wanted = [dict(zip(LOOK, history_look(truth, histories[u], half_life))) for u in users]
         for method in args.methods:
             reads = judge.read([x.images[0] for x in gen.generate_batch(pairs, seed=cfg.seed, method=method)])
-            gain = np.array([oracle.utility(u, r, now[u]) for u, r in zip(users, reads)]) - base
-            kept = np.mean([r["category"] == truth[i]["category"] for r, i in zip(reads, targets)])
+            gain = personalization_gain([oracle.utility(u, r, now[u]) for u, r in zip(users, reads)], base)
+            kept = attribute_preservation(reads, [truth[i] for i in targets], ("category",))
             line = f"guidance {g:g}/{gi or g:g} {method:<9}: gain {gain.mean():+.2f}, fidelity {kept:.2f}"
             for a in LOOK:
                 hit = np.mean([r[a] == w[a] for r, w in zip(reads, wanted)])
