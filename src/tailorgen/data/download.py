@@ -6,8 +6,9 @@ share of those URLs are dead, redirect to HTML error pages or return truncated f
 second try (connection errors, timeouts, 5xx, 429) and never what cannot (404 and other
 4xx), keeps every verified image in a shared on-disk cache keyed by the URL's sha256 (so a
 re-import or a second dataset never downloads it again) and rejects anything PIL cannot
-fully decode. Every URL that did not yield an image is listed with its reason in
-``download_report.json``; nothing is dropped silently.
+fully decode; each image has a deadline, so a server that trickles bytes cannot hold a run
+(the HTTP side is ``tailorgen.data.fetcher``). Every URL that did not yield an image is listed
+with its reason in ``download_report.json``; nothing is dropped silently.
 
 Writing never corrupts the dataset: image files are written via a temporary file and a
 rename, and only then are ``items.parquet`` and ``manifest.json`` replaced (each atomically).
@@ -17,9 +18,6 @@ image files, which the next run reuses.
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import io
 import os
 import threading
 import time
@@ -33,79 +31,47 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from PIL import Image
 from tqdm.auto import tqdm
 
 from tailorgen.common import atomic_write_bytes, hash_file, hash_tree, read_json, write_json
 from tailorgen.common.manifest import now_utc
+from tailorgen.data.fetcher import (
+    BROKEN_IMAGE,
+    DEADLINE,
+    HTTP_ERROR,
+    INVALID_URL,
+    NOT_FOUND,
+    RETRIES_EXHAUSTED,
+    TOO_LARGE,
+    BrokenImage,
+    FetchOutcome,
+    ImageFetcher,
+    url_key,
+    verify_image,
+)
 from tailorgen.data.store import Dataset, count_items_with_image
 
-# Failure reasons, as written to download_report.json.
-NOT_FOUND = "not_found"  # HTTP 404 / 410: the image is gone; retrying cannot help
-HTTP_ERROR = "http_error"  # any other 4xx (403, 401, ...): not retried either
-BROKEN_IMAGE = "broken_image"  # the bytes are not a fully decodable image of at least min_size
-RETRIES_EXHAUSTED = "retries_exhausted"  # connection errors, timeouts, 5xx or 429 on every attempt
-TOO_LARGE = "too_large"  # the response exceeded max_bytes
-INVALID_URL = "invalid_url"  # not an http(s) URL
-DEADLINE = "deadline_exceeded"  # the image took longer than its deadline, all attempts and waits together
-
-# Status codes worth another attempt: the server may recover or stop rate-limiting us.
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_GONE_STATUS = frozenset({404, 410})
-_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
-# Retry-After can ask for minutes; we wait at most this long so one bad host cannot stall a run.
-_MAX_WAIT_S = 30.0
+__all__ = [
+    "BROKEN_IMAGE",
+    "DEADLINE",
+    "HTTP_ERROR",
+    "INVALID_URL",
+    "NOT_FOUND",
+    "RETRIES_EXHAUSTED",
+    "TOO_LARGE",
+    "BrokenImage",
+    "DownloadReport",
+    "default_cache_dir",
+    "fetch_images",
+    "url_key",
+    "verify_image",
+]
 
 
 def default_cache_dir() -> Path:
     """``$TAILORGEN_CACHE/images`` if set, else ``~/.cache/tailorgen/images``."""
     root = os.environ.get("TAILORGEN_CACHE")
     return (Path(root) if root else Path.home() / ".cache" / "tailorgen") / "images"
-
-
-def url_key(url: str) -> str:
-    """The cache key (and dataset file stem) of a URL: its sha256, so any URL maps to a safe name."""
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()
-
-
-class BrokenImage(ValueError):
-    """The bytes are not an image we can use (HTML page, truncated file, too small...)."""
-
-
-def verify_image(data: bytes, min_size: int = 8) -> str:
-    """Return the file extension for ``data`` if it decodes completely, else raise BrokenImage.
-
-    ``Image.verify`` checks the container's structure (and PNG CRCs) but not the pixel data,
-    so the image is decoded a second time with ``load`` to catch truncated files.
-    """
-    if not data:
-        raise BrokenImage("empty response")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-        with Image.open(io.BytesIO(data)) as im:
-            fmt = im.format
-            im.load()
-            width, height = im.size
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-        head = data[:64].lstrip().lower()
-        if head.startswith((b"<!doctype html", b"<html")):
-            raise BrokenImage("response is an HTML page, not an image") from e
-        raise BrokenImage(f"cannot decode: {type(e).__name__}: {e}") from e
-    if width < min_size or height < min_size:
-        raise BrokenImage(f"{width}x{height} is smaller than the minimum {min_size}x{min_size}")
-    return _EXTENSIONS.get(fmt or "", f".{(fmt or 'img').lower()}")
-
-
-@dataclass
-class _Outcome:
-    url: str
-    data: bytes | None = None
-    ext: str | None = None
-    from_cache: bool = False
-    reason: str | None = None
-    detail: str | None = None
-    attempts: int = 0
 
 
 @dataclass
@@ -143,139 +109,6 @@ class DownloadReport:
         if self.failed:
             s += " (" + ", ".join(f"{n} x {r}" for r, n in sorted(self.failed_by_reason.items())) + ")"
         return s + f"; {self.items_updated} items now have an image"
-
-
-class _Fetcher:
-    """One URL -> verified image bytes, through the cache, with retries, within a deadline. Thread-safe."""
-
-    def __init__(
-        self,
-        client: httpx.Client,
-        cache_dir: Path,
-        retries: int,
-        backoff: float,
-        min_size: int,
-        max_bytes: int,
-        timeout: float = 10.0,
-        deadline: float = 60.0,
-    ):
-        self.client = client
-        self.cache_dir = cache_dir
-        self.retries = retries
-        self.backoff = backoff
-        self.min_size = min_size
-        self.max_bytes = max_bytes
-        self.timeout = timeout
-        self.deadline = deadline
-
-    def cache_path(self, url: str) -> Path:
-        key = url_key(url)
-        return self.cache_dir / key[:2] / key
-
-    def __call__(self, url: str) -> _Outcome:
-        if not url.lower().startswith(("http://", "https://")):
-            return _Outcome(url, reason=INVALID_URL, detail="only http and https URLs are fetched")
-        cached = self._from_cache(url)
-        if cached is not None:
-            return cached
-        out = self._download(url)
-        if out.data is None:
-            return out
-        try:
-            out.ext = verify_image(out.data, self.min_size)
-        except BrokenImage as e:
-            # Not cached: a server that returned an error page today may serve the image tomorrow.
-            return _Outcome(url, reason=BROKEN_IMAGE, detail=str(e), attempts=out.attempts)
-        atomic_write_bytes(self.cache_path(url), out.data)
-        return out
-
-    def _from_cache(self, url: str) -> _Outcome | None:
-        path = self.cache_path(url)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            ext = verify_image(data, self.min_size)
-        except BrokenImage:
-            # A damaged cache entry (disk error, older min_size) is dropped and fetched again.
-            path.unlink(missing_ok=True)
-            return None
-        return _Outcome(url, data=data, ext=ext, from_cache=True)
-
-    def _download(self, url: str) -> _Outcome:
-        """Attempts until one succeeds, fails for good, the retries run out or the deadline passes.
-
-        ``timeout`` bounds each connect and each read, so a server that sends one byte every few
-        seconds would never trip it; the deadline bounds the whole image.
-        """
-        stop = time.monotonic() + self.deadline
-        last, made = "", 0
-        for attempt in range(self.retries + 1):
-            left = stop - time.monotonic()
-            if left <= 0:
-                break
-            made += 1
-            try:
-                result = self._attempt(url, attempt, stop, min(self.timeout, left))
-            except httpx.TransportError as e:  # connect/read errors and timeouts
-                result = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            if isinstance(result, _Outcome):
-                return result
-            last, wait = result if isinstance(result, tuple) else (result, self.backoff * (2**attempt))
-            if attempt < self.retries:
-                time.sleep(max(0.0, min(wait, _MAX_WAIT_S, stop - time.monotonic())))
-        if time.monotonic() >= stop:
-            detail = f"more than {self.deadline:g} s" + (f"; last: {last}" if last else "")
-            return _Outcome(url, reason=DEADLINE, detail=detail, attempts=made)
-        return _Outcome(
-            url,
-            reason=RETRIES_EXHAUSTED,
-            detail=f"{self.retries + 1} attempts, last: {last}",
-            attempts=self.retries + 1,
-        )
-
-    def _attempt(self, url: str, attempt: int, stop: float, timeout: float) -> _Outcome | tuple[str, float]:
-        """One GET: a final outcome, or (what went wrong, seconds to wait) when another attempt may succeed."""
-        with self.client.stream("GET", url, timeout=httpx.Timeout(timeout)) as response:
-            status = response.status_code
-            if status in _GONE_STATUS:
-                return _Outcome(url, reason=NOT_FOUND, detail=f"HTTP {status}", attempts=attempt + 1)
-            if status in _RETRY_STATUS:
-                wait = max(self.backoff * (2**attempt), _retry_after(response.headers.get("Retry-After")))
-                return f"HTTP {status}", wait
-            if status >= 400:
-                return _Outcome(url, reason=HTTP_ERROR, detail=f"HTTP {status}", attempts=attempt + 1)
-            data = bytearray()
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > self.max_bytes:
-                    return _Outcome(
-                        url, reason=TOO_LARGE, detail=f"more than {self.max_bytes} bytes", attempts=attempt + 1
-                    )
-                if time.monotonic() > stop:
-                    return _Outcome(
-                        url,
-                        reason=DEADLINE,
-                        detail=f"more than {self.deadline:g} s ({len(data)} bytes received)",
-                        attempts=attempt + 1,
-                    )
-            return _Outcome(url, data=bytes(data), attempts=attempt + 1)
-
-
-def _retry_after(value: str | None) -> float:
-    """Seconds a 429/503 asks us to wait (delta-seconds or an HTTP date); 0 if absent or unreadable."""
-    if not value:
-        return 0.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _needs_image(items: pa.Table) -> pa.Array:
@@ -329,7 +162,7 @@ def fetch_images(
     wanted = pc.filter(urls_per_row, needs).to_pylist()
     unique_urls = list(dict.fromkeys(wanted))  # first-seen order, so the report is deterministic
     report = DownloadReport(items_needing_image=len(wanted), urls=len(unique_urls))
-    outcomes: dict[str, _Outcome] = {}
+    outcomes: dict[str, FetchOutcome] = {}
     if unique_urls:
         own_client = client is None
         if own_client:
@@ -340,7 +173,7 @@ def fetch_images(
                 headers={"User-Agent": "tailorgen-image-fetcher"},
             )
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        fetch = _Fetcher(client, cache, retries, backoff, min_size, max_bytes, timeout, deadline)
+        fetch = ImageFetcher(client, cache, retries, backoff, min_size, max_bytes, timeout, deadline)
         try:
             outcomes = _fetch_all(unique_urls, fetch, ds.root, concurrency, progress)
         finally:
@@ -364,12 +197,14 @@ def _check_limits(**values: float) -> None:
             raise ValueError(f"{name} must be more than 0 seconds, got {value}")
 
 
-def _fetch_all(urls: list[str], fetch: _Fetcher, root: Path, concurrency: int, progress: bool) -> dict[str, _Outcome]:
+def _fetch_all(
+    urls: list[str], fetch: ImageFetcher, root: Path, concurrency: int, progress: bool
+) -> dict[str, FetchOutcome]:
     """Fetch every URL on a thread pool; each verified image is written into the dataset as soon as it arrives."""
-    outcomes: dict[str, _Outcome] = {}
+    outcomes: dict[str, FetchOutcome] = {}
     lock = threading.Lock()
 
-    def work(url: str) -> _Outcome:
+    def work(url: str) -> FetchOutcome:
         out = fetch(url)
         if out.data is not None:
             rel = f"images/fetched/{url_key(url)[:2]}/{url_key(url)}{out.ext}"
@@ -397,7 +232,7 @@ def _record_outcomes(
     needs: pa.Array,
     urls_per_row: pa.Array,
     unique_urls: list[str],
-    outcomes: dict[str, _Outcome],
+    outcomes: dict[str, FetchOutcome],
     report: DownloadReport,
 ) -> list[str | None]:
     """The items' new ``image`` column; fills the report's counts and its list of failed URLs."""

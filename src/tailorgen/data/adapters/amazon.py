@@ -40,14 +40,15 @@ from tailorgen.data.adapters._common import (
     extra_json,
     images_by_item_id,
     is_price_text,
-    read_json_lines,
     source_paths,
     source_record,
     text_or_none,
     unique,
 )
+from tailorgen.data.adapters._readers import read_json_lines
+from tailorgen.data.clean import clean_items
 from tailorgen.data.errors import DataError, ImportReport
-from tailorgen.data.store import DatasetWriter, clean_items
+from tailorgen.data.store import DatasetWriter
 from tailorgen.data.values import RATING_SCALES
 
 

@@ -43,15 +43,11 @@ import pyarrow.parquet as pq
 
 from tailorgen.data.adapters._common import (
     PathLike,
-    Row,
     attach_images,
     clean_interactions_table,
-    csv_header,
     extra_json,
     images_by_item_id,
     is_price_text,
-    read_delimited,
-    read_parquet_rows,
     report_users_without_interactions,
     source_paths,
     source_record,
@@ -59,9 +55,11 @@ from tailorgen.data.adapters._common import (
     track_kept_items,
     unique,
 )
+from tailorgen.data.adapters._readers import Row, csv_header, read_delimited, read_parquet_rows
+from tailorgen.data.clean import Provenance, clean_items
 from tailorgen.data.errors import DataError, ImportReport
 from tailorgen.data.ids import OutsideRootError, resolve_inside
-from tailorgen.data.store import DatasetWriter, Provenance, clean_items
+from tailorgen.data.store import DatasetWriter
 from tailorgen.data.values import DEFAULT_RATING_SCALE, TIMESTAMP_UNITS, parse_rating_scale
 
 FIELDS: dict[str, tuple[str, ...]] = {

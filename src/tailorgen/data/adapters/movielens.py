@@ -18,20 +18,20 @@ from typing import Any
 
 from tailorgen.data.adapters._common import (
     PathLike,
-    Row,
     attach_images,
     clean_interactions_table,
     extra_json,
     images_by_item_id,
-    read_delimited,
     report_users_without_interactions,
     source_paths,
     source_record,
     text_or_none,
     unique,
 )
+from tailorgen.data.adapters._readers import Row, read_delimited
+from tailorgen.data.clean import clean_items
 from tailorgen.data.errors import ImportReport
-from tailorgen.data.store import DatasetWriter, clean_items
+from tailorgen.data.store import DatasetWriter
 from tailorgen.data.values import RATING_SCALES
 
 # The 19 genre flags of u.item, in order (as listed in ml-100k's u.genre, which wins if present).
