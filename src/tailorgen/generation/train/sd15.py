@@ -42,8 +42,8 @@ from diffusers.training_utils import EMAModel
 from diffusers.utils import convert_state_dict_to_diffusers
 from tqdm.auto import tqdm
 
-from tailorgen.common import atomic_dir, hash_file
-from tailorgen.common.atomic import check_output_dir
+from tailorgen.common import hash_file
+from tailorgen.common.atomic import atomic_dir, check_output_dir
 from tailorgen.generation.conditioning import PersonalizationConditioner
 from tailorgen.generation.context import IAMGSettings
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
@@ -54,6 +54,7 @@ from tailorgen.generation.train.loop import TrainingSet
 from tailorgen.generation.train.models import grow_to_spec
 from tailorgen.interests.accent import accent_pixels
 from tailorgen.training import CHECKPOINT_EVERY, TrainingRun, resolve_device, set_lr, warmup_cosine, write_report
+from tailorgen.training.run import is_training_output
 
 SD_FOLDERS = ("unet", "vae", "scheduler", "text_encoder", "tokenizer")
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # the attention projections, as diffusers' LoRA scripts
@@ -109,7 +110,7 @@ def fit_sd15(
         spec = cfg.phase_spec(phase[0])
         _, conditioner = grow_to_spec(sd.unet, conditioner, spec)
         run = TrainingRun(
-            Path(out) / "phases" / phase[0],
+            Path(out) / "checkpoints" / phase[0],
             cfg,
             phase[1],
             seed=cfg.seed,
@@ -122,9 +123,9 @@ def fit_sd15(
         )
         conditioner = fit_sd15_phase(run, cfg, phase, data, sd, conditioner, spec, rng, device)
         runs.append(run)
-    # OUT is replaced only when the pipeline and its report are complete; the phases' checkpoints go with
-    # the old OUT. The SD folder is protected: an OUT that is or holds it would delete the weights read.
-    with atomic_dir(out, overwrite=True, protect=[cfg.pretrained]) as tmp:
+    # OUT is replaced only when the pipeline and its report are complete; the checkpoints go with the old
+    # one. The SD folder is protected: an OUT that is or holds it would delete the weights it reads.
+    with atomic_dir(out, True, replaceable=is_training_output, protect=[cfg.pretrained], what="generator") as tmp:
         trained = save_sd15(tmp, sd, conditioner, tokenizer, text_encoder, cfg.lora_rank)
         hashes = data_hashes or {}
         return _write_report(tmp, cfg, settings, data, runs, trained, prep_seconds, device, hashes, ip_adapter)
@@ -146,7 +147,7 @@ def check_sd15_config(cfg: GeneratorTrainConfig, out: str | Path) -> None:
             f"pretrained: {root} lacks {', '.join(f'{m}/' for m in missing)}; a diffusers Stable Diffusion 1.5 "
             f"folder holds {', '.join(f'{m}/' for m in SD_FOLDERS)}"
         )
-    check_output_dir(out, overwrite=True, protect=[root])
+    check_output_dir(out, True, replaceable=is_training_output, protect=[root], what="generator")
 
 
 def sd_conditioner(cfg: GeneratorTrainConfig, data: dict) -> PersonalizationConditioner:
