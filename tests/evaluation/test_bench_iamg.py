@@ -169,7 +169,7 @@ def test_on_a_dataset_without_ground_truth_only_embedding_metrics_are_reported(b
 def test_runs_written_before_the_common_layout_read_the_same(bench, tmp_path):
     """A record in the layout of the runs docs/benchmarks.md cites (summary, paired_tests, ...) is read
     into the common layout with the same numbers: the same text table, and `tailorgen eval` takes it."""
-    from tailorgen.evaluation.bench_iamg import upgrade_legacy_record
+    from tailorgen.evaluation.iamg_legacy import upgrade_legacy_record
 
     result, root = bench
     task, extras = result["tasks"][TASK], result["extras"]

@@ -156,7 +156,9 @@ def run_iamg_benchmark(
     requests = gen.context.requests(pairs)
 
     images = {"original": [ds.load_image(i) for i in targets]}
-    images |= {m: [g.images[0] for g in generate(gen, pairs, requests, m, 1, cfg.seed, progress)] for m in METHODS}
+    images |= {
+        m: [g.images[0] for g in generate_in_batches(gen, pairs, requests, m, 1, cfg.seed, progress)] for m in METHODS
+    }
     values = embedding_metrics(gen.context, images, requests, progress)
     if truth:
         scored = oracle_metrics(ds, oracle, judge, images, users, mismatched, targets, progress)
@@ -210,7 +212,7 @@ def _task(values: dict[str, dict[str, np.ndarray]], truth: bool, users: list[str
     )
 
 
-def generate(gen: IAMGGenerator, pairs, requests, method: str, n: int, seed: int, progress: bool) -> list:
+def generate_in_batches(gen: IAMGGenerator, pairs, requests, method: str, n: int, seed: int, progress: bool) -> list:
     """``gen.generate_batch`` over all pairs, in chunks of whole UNet batches, with a progress bar."""
     chunk = GENERATION_BATCH // math.gcd(n, GENERATION_BATCH)  # pairs whose n images fill whole batches
     out = []
@@ -284,7 +286,7 @@ def diversity_metrics(gen, pairs, requests, cfg: IAMGBenchConfig, progress: bool
         return {}
     out = {}
     for method in METHODS:
-        generations = generate(gen, pairs[:k], requests[:k], method, cfg.diversity_n, cfg.seed, progress)
+        generations = generate_in_batches(gen, pairs[:k], requests[:k], method, cfg.diversity_n, cfg.seed, progress)
         out[method] = np.array([diversity(gen.context.image_encoder.encode(g.images)) for g in generations])
     return out
 
@@ -362,51 +364,3 @@ def format_table(record: dict) -> str:
     shares = ", ".join(f"{s} {100 * v:.0f}%" for s, v in lat["share"].items())
     lines.append(f"\nlatency of one personalized image: {lat['total']:.2f} s ({shares})")
     return "\n".join(lines)
-
-
-def upgrade_legacy_record(old: dict) -> dict:
-    """An I-AM-G run written before the common record layout (``summary``, ``paired_tests``, ...), in that
-    layout with the same numbers, so `tailorgen eval` and the table scripts read the runs docs/benchmarks.md cites.
-    """
-    if "paired_tests" not in old or "summary" not in old:
-        raise ValueError("not an I-AM-G benchmark record: it has neither the common layout nor the old one")
-    primary = old.get("paired_metric", "gain_intended")
-    paired: dict[str, dict] = {}
-    for name, t in old["paired_tests"].items():
-        if name == "full_intended_vs_mismatched":
-            c = INTENDED_VS_MISMATCHED
-        else:
-            a, b = name.split("_vs_")
-            c = Comparison(a, b, primary)
-        entry = {"a": c.a, "b": c.b} | ({"b_metric": c.b_metric} if c.b_metric else {})
-        entry |= {k: t[k] for k in ("ci_low", "ci_high", "ttest_p", "n")} | {
-            "diff": t["mean_diff"],
-            "p": t["wilcoxon_p"],
-        }
-        paired.setdefault(c.metric, {})[c.key] = entry
-    units = old.get("per_unit", {})
-    extras = {k: old.get(k) for k in ("not_computed", "image_quality", "latency_seconds")}
-    return {
-        "benchmark": BENCHMARK,
-        "what": old.get("what"),
-        "created": old.get("created"),
-        "dataset": old.get("shop"),
-        "config": old["config"],
-        "seeds": [old["config"]["seed"]],
-        "tasks": {
-            TASK: {
-                "methods": old["methods"],
-                "metrics": list(METRIC_NAMES),
-                "primary_metric": primary,
-                "unit": "user",
-                "units": {k: units[k] for k in ("user_id", "item_id") if k in units},
-            }
-        },
-        "results": {TASK: old["summary"]},
-        "paired": {TASK: paired},
-        "extras": extras | {"examples": EXAMPLES_FILE},
-        "checkpoints": old.get("checkpoints", {}),
-        "seconds": old.get("seconds"),
-        "versions": old.get("versions", {}),
-        "per_unit": {TASK: {m: units[m] for m in old["methods"] if m in units}},
-    }

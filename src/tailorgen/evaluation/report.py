@@ -38,7 +38,7 @@ def load_run(run_dir: str | Path) -> dict:
     path = find_record(run_dir)
     raw = read_json(path)
     if "results" not in raw and "paired_tests" in raw:
-        from tailorgen.evaluation.bench_iamg import upgrade_legacy_record
+        from tailorgen.evaluation.iamg_legacy import upgrade_legacy_record
 
         record = upgrade_legacy_record(raw)
     else:

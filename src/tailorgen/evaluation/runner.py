@@ -135,13 +135,21 @@ def paired_comparisons(
                 "square (compare its per-unit absolute errors under a mean metric such as 'mae')"
             )
         t = paired_test(values[c.a][c.metric], values[c.b][b_metric], n_boot=n_boot, seed=seed)
-        entry = {"a": c.a, "b": c.b} | ({"b_metric": b_metric} if c.b_metric else {})
-        entry |= {k: t[k] for k in ("ci_low", "ci_high", "ttest_p", "n")} | {
-            "diff": t["mean_diff"],
-            "p": t["wilcoxon_p"],
-        }
-        out.setdefault(c.metric, {})[c.key] = entry
+        out.setdefault(c.metric, {})[c.key] = paired_entry(c, t)
     return out
+
+
+def paired_entry(c: Comparison, test: Mapping[str, Any]) -> dict:
+    """A ``paired`` entry from :func:`stats.paired_test`'s result: ``diff`` and ``p`` (Wilcoxon) by those names."""
+    entry = {"a": c.a, "b": c.b} | ({"b_metric": c.b_metric} if c.b_metric else {})
+    return (
+        entry
+        | {k: test[k] for k in ("ci_low", "ci_high", "ttest_p", "n")}
+        | {
+            "diff": test["mean_diff"],
+            "p": test["wilcoxon_p"],
+        }
+    )
 
 
 def _check_task(task: Task, values: Mapping[str, Mapping[str, Any]]) -> None:
