@@ -212,11 +212,13 @@ def _task(values: dict[str, dict[str, np.ndarray]], truth: bool, users: list[str
     )
 
 
-def generate_in_batches(gen: IAMGGenerator, pairs, requests, method: str, n: int, seed: int, progress: bool) -> list:
+def generate_in_batches(
+    gen: IAMGGenerator, pairs, requests, method: str, n: int, seed: int, progress: bool, desc: str = "generate"
+) -> list:
     """``gen.generate_batch`` over all pairs, in chunks of whole UNet batches, with a progress bar."""
     chunk = GENERATION_BATCH // math.gcd(n, GENERATION_BATCH)  # pairs whose n images fill whole batches
     out = []
-    with tqdm(total=len(pairs), desc=f"generate {method}", unit="user", disable=not progress) as bar:
+    with tqdm(total=len(pairs), desc=f"{desc} {method}", unit="user", disable=not progress) as bar:
         for s in range(0, len(pairs), chunk):
             out += gen.generate_batch(
                 pairs[s : s + chunk],
@@ -286,7 +288,9 @@ def diversity_metrics(gen, pairs, requests, cfg: IAMGBenchConfig, progress: bool
         return {}
     out = {}
     for method in METHODS:
-        generations = generate_in_batches(gen, pairs[:k], requests[:k], method, cfg.diversity_n, cfg.seed, progress)
+        generations = generate_in_batches(
+            gen, pairs[:k], requests[:k], method, cfg.diversity_n, cfg.seed, progress, desc="diversity"
+        )
         out[method] = np.array([diversity(gen.context.image_encoder.encode(g.images)) for g in generations])
     return out
 
