@@ -67,21 +67,58 @@ def test_stages_import_only_upstream_stages():
     assert not violations, "\n".join(violations)
 
 
-def test_the_judge_is_never_imported_by_a_stage_that_trains_or_generates():
-    # Only evaluation itself, and the user-facing layers that run evaluations, may use the judge.
-    allowed = {"evaluation", "service", "cli", "demo"}
-    offenders = [
-        module
-        for module, path in _modules()
-        if _stage(module) not in allowed and any(i.startswith("tailorgen.evaluation") for i in _imports(path))
-    ]
+# The layers that run evaluations for a person; every other stage trains or generates.
+EVALUATING = {"evaluation", "service", "cli", "demo"}
+# The shop's hidden ground truth: its oracle (a user's true utility) and its truth/ folder.
+ORACLE = ("tailorgen.world.oracle", "tailorgen.world.Oracle")
+
+
+def test_the_judge_and_the_oracle_are_never_imported_by_a_stage_that_trains_or_generates():
+    """Neither the judge nor the oracle is ever a training signal, a reward or a selection criterion.
+
+    That holds for every model tailorgen trains, and for the learned preference reward of
+    "Generate, Not Recommend" above all: a reward model lives in a stage that trains, so it can
+    never be the judge or the oracle, nor read either.
+    """
+    offenders = []
+    for module, path in _modules():
+        stage = _stage(module)
+        if stage in EVALUATING:
+            continue
+        for imported in _imports(path):
+            judge = imported.startswith("tailorgen.evaluation")
+            oracle = imported.startswith(ORACLE) and stage != "world"
+            if judge or oracle:
+                offenders.append(f"{module} imports {imported}")
     assert not offenders, (
-        f"these modules import the judge/evaluation, which must never be a training signal: {offenders}"
+        "the judge and the oracle are for evaluation only, never a training signal or reward:\n" + "\n".join(offenders)
     )
 
 
+def _reads_truth(path: Path) -> bool:
+    """Whether a module names the truth/ folder in a string: a path into the shop's hidden ground truth."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
+        if text == "truth" or text.startswith("truth/"):
+            return True
+    return False
+
+
+def test_only_world_and_evaluation_read_the_shops_ground_truth():
+    # Generic code asks world.knowledge_for(dataset) for what a shop knows (its vocabulary,
+    # counterfactual renders); only the simulator itself and the evaluation read truth/. The data
+    # schema names the folder, and the store only checks that it is there (Dataset.has_ground_truth).
+    allowed = {"world", "evaluation", "tailorgen.data.schema", "tailorgen.data.store"}
+    offenders = [m for m, path in _modules() if not {_stage(m), m} & allowed and _reads_truth(path)]
+    assert not offenders, f"these modules read truth/ directly; go through world.knowledge: {offenders}"
+
+
 def test_the_checker_sees_violations(tmp_path):
-    # Guard against a test that cannot fail: the parser must find a downstream import.
+    # Guard against a test that cannot fail: the parser must find a downstream import and a truth/ path.
     f = tmp_path / "m.py"
     f.write_text("from tailorgen.evaluation.judge import Judge\nimport tailorgen.data\n")
     assert _imports(f) == {"tailorgen.evaluation.judge", "tailorgen.evaluation.judge.Judge", "tailorgen.data"}
+    f.write_text("from tailorgen.world import Oracle\nroot = dataset / 'truth' / 'items.parquet'\n")
+    assert "tailorgen.world.Oracle" in _imports(f) and _reads_truth(f)
+    f.write_text("text = 'the truth is out there'\n")
+    assert not _reads_truth(f)

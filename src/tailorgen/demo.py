@@ -107,12 +107,6 @@ def render_page(ds: Dataset, generations, records: list[dict]) -> str:
             )
 
         outs = "".join(_img(im, f"image {k}") for k, im in enumerate(g.images))
-        reference = ""
-        if r.reference_item is not None:  # a generator that reads the user's reference image
-            reference = (
-                "<div class='label'>reference: the user's most typical recent item, shown to the generator</div>"
-                f"<div class='row'>{_img(ds.load_image(r.reference_item), r.reference_item)}</div>"
-            )
         parts.append(
             f"<section><h2>user {html.escape(r.user_id)}</h2>"
             f"<div class='label'>history ({len(r.history)} items, last 16 shown)</div><div class='row'>{hist}</div>"
@@ -124,7 +118,6 @@ def render_page(ds: Dataset, generations, records: list[dict]) -> str:
             f"<p>{html.escape(r.rewrite.text)}</p>"
             f"<div class='label'>retrieved by text</div><div class='row'>{neighbours(r.text_neighbours)}</div>"
             f"<div class='label'>retrieved by image</div><div class='row'>{neighbours(r.image_neighbours)}</div>"
-            f"{reference}"
             f"<div class='label'>personalized images (seed {g.seed})</div><div class='row out'>{outs}</div>"
             f"<details><summary>record</summary><pre>{html.escape(json.dumps(rec, indent=1))}</pre></details>"
             "</section>"

@@ -6,7 +6,7 @@ from diffusers import DDIMScheduler
 from tailorgen.generation import Conditions, PersonalizationConditioner, PersonalizedImagePipeline, build_unet
 
 
-def _tiny_pipeline(source_channels=0, reference_image=False):
+def _tiny_pipeline(source_channels=0):
     torch.manual_seed(0)
     unet = build_unet(
         image_size=16,
@@ -14,7 +14,6 @@ def _tiny_pipeline(source_channels=0, reference_image=False):
         cross_attention_dim=32,
         attention_head_dim=8,
         source_channels=source_channels,
-        reference_channels=3 if reference_image else 0,
     )
     conditioner = PersonalizationConditioner(
         embed_dim=24,
@@ -22,7 +21,6 @@ def _tiny_pipeline(source_channels=0, reference_image=False):
         n_image_tokens=2,
         max_neighbours=4,
         fusion_heads=2,
-        reference_image=reference_image,
     )
     return PersonalizedImagePipeline(
         unet=unet, scheduler=DDIMScheduler(num_train_timesteps=100), conditioner=conditioner
@@ -147,40 +145,11 @@ def test_a_history_conditioner_reads_the_users_recent_images_through_the_interes
         _tiny_pipeline().conditioner(**c, history_pixels=pixels, history_mask=present)
 
 
-def test_history_tokens_join_the_interest_segment_and_go_with_it():
-    torch.manual_seed(0)
-    kwargs = dict(embed_dim=24, cross_attention_dim=32, max_neighbours=4, fusion_heads=2, history_images=3)
-    plain = PersonalizationConditioner(**kwargs).eval()
-    cond = PersonalizationConditioner(**kwargs, history_tokens=True).eval()
-    cond.load_state_dict(plain.state_dict())  # the flag adds no weights
-    c = _conditions().conditioner_inputs("cpu")
-    pixels, present = _history()
-    present[0, 2] = False  # the first user has two history images
-    tokens, mask = cond(**c, history_pixels=pixels, history_mask=present)
-    base, base_mask = plain(**c, history_pixels=pixels, history_mask=present)
-    assert tokens.shape[1] == base.shape[1] + 3
-    torch.testing.assert_close(tokens[:, :-3], base)  # the fusion's tokens come first, unchanged
-    assert mask[:, -3:].tolist() == present.tolist()
-    # Each history token is that image's own: changing one image changes its token and no other history token.
-    other = pixels.clone()
-    other[:, 0] = -other[:, 0]
-    changed = cond(**c, history_pixels=other, history_mask=present)[0]
-    assert not torch.allclose(changed[:, -3], tokens[:, -3], atol=1e-4)
-    torch.testing.assert_close(changed[:, -2:], tokens[:, -2:])
-    # Dropping the interest segment drops them too: one null token, the rest masked out.
-    drop = torch.tensor([[False, False, True]] * 2)
-    dropped, dropped_mask = cond(**c, drop=drop, history_pixels=pixels, history_mask=present)
-    assert not dropped_mask[:, -3:].any()
-    torch.testing.assert_close(dropped, cond(**c, drop=drop, history_pixels=-pixels, history_mask=present)[0])
-    with pytest.raises(ValueError, match="needs history_images"):
-        PersonalizationConditioner(embed_dim=24, cross_attention_dim=32, history_tokens=True)
-
-
 def test_the_accent_token_ends_the_interest_segment_and_goes_with_it():
     torch.manual_seed(0)
     kwargs = dict(embed_dim=24, cross_attention_dim=32, max_neighbours=4, fusion_heads=2)
     plain = PersonalizationConditioner(**kwargs).eval()
-    cond = PersonalizationConditioner(**kwargs, history_accent=True).eval()
+    cond = PersonalizationConditioner(**kwargs, accent_token=True).eval()
     missing, unexpected = cond.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected and missing and all(k.startswith("accent_proj.") for k in missing)
     c = _conditions()
@@ -228,7 +197,8 @@ def test_a_unet_with_an_accent_embedding_reads_the_history_accent_with_the_inter
     grown = PersonalizedImagePipeline(
         unet=add_accent_embedding(pipe.unet, 5), scheduler=pipe.scheduler, conditioner=pipe.conditioner
     )
-    assert reads_accent(grown.unet) and grown.reads_history_accent and not pipe.reads_history_accent
+    assert reads_accent(grown.unet) and grown.condition_spec.accent_film
+    assert not pipe.condition_spec.reads_history_accent
     # Added at zero: it draws exactly what the UNet it grew from drew, whatever the accent.
     np.testing.assert_allclose(run(grown, red), run(pipe, None), atol=1e-6)
     with torch.no_grad():
@@ -238,54 +208,3 @@ def test_a_unet_with_an_accent_embedding_reads_the_history_accent_with_the_inter
     np.testing.assert_array_equal(run(grown, red, use=("text", "image")), run(grown, blue, use=("text", "image")))
     with pytest.raises(ValueError, match="history_accent"):
         run(grown, None)
-
-
-def test_interest_guidance_equal_to_guidance_is_plain_guidance_and_otherwise_amplifies_the_interest():
-    pipe = _tiny_pipeline()
-
-    def run(**kw):
-        noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
-        return pipe(_conditions(), num_inference_steps=3, latents=noise, output_type="np", guidance_scale=2.0, **kw)
-
-    plain = run()
-    np.testing.assert_array_equal(plain, run(interest_guidance_scale=2.0))
-    assert not np.array_equal(plain, run(interest_guidance_scale=5.0))
-    # Without the interest segment there is nothing to guide separately.
-    np.testing.assert_array_equal(run(use=("text", "image")), run(use=("text", "image"), interest_guidance_scale=5.0))
-
-
-def test_the_reference_image_goes_with_the_interest_segment(tmp_path):
-    pipe = _tiny_pipeline(source_channels=3, reference_image=True)
-    assert pipe.reads_reference_image and pipe.reads_source_image
-    g = torch.Generator().manual_seed(0)
-    source = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
-    references = [torch.rand(2, 3, 16, 16, generator=g) * 2 - 1 for _ in range(2)]
-
-    def run(reference, **kw):
-        c = _conditions()
-        c.reference_pixels = reference
-        return pipe(c, image=source, num_inference_steps=2, latents=torch.zeros(2, 3, 16, 16), output_type="np", **kw)
-
-    # Another reference changes the full output, also when the interest tokens are guided on their own ...
-    assert not np.array_equal(run(references[0]), run(references[1]))
-    assert not np.array_equal(
-        run(references[0], interest_guidance_scale=4.0), run(references[1], interest_guidance_scale=4.0)
-    )
-    # ... and nothing where the interest segment is dropped (the rewrite-only ablation).
-    np.testing.assert_array_equal(run(references[0], use=("text", "image")), run(references[1], use=("text", "image")))
-    with pytest.raises(ValueError, match="reference_pixels"):
-        run(None)
-    # The flag travels with the saved pipeline, so a loaded one knows what its UNet reads.
-    pipe.save_pretrained(tmp_path / "pipe")
-    loaded = PersonalizedImagePipeline.from_pretrained(tmp_path / "pipe")
-    assert loaded.reads_reference_image and loaded.reads_source_image
-
-
-def test_a_pipeline_without_a_reference_refuses_one():
-    pipe = _tiny_pipeline()
-    c = _conditions()
-    c.reference_pixels = torch.zeros(2, 3, 16, 16)
-    with pytest.raises(ValueError, match="reads no reference image"):
-        pipe(c, num_inference_steps=1)
-    # A reference alone (no source channels) is not mistaken for a source image.
-    assert not _tiny_pipeline(reference_image=True).reads_source_image

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
@@ -36,7 +35,8 @@ from tailorgen.training import (
     warmup_cosine,
 )
 from tailorgen.world import WorldConfig
-from tailorgen.world.attributes import VISUAL_ATTRIBUTES, prompt_vocabulary
+from tailorgen.world.attributes import VISUAL_ATTRIBUTES
+from tailorgen.world.knowledge import knowledge_for
 
 
 @dataclass
@@ -86,14 +86,15 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scal
 def evaluate_image_encoder(encoder: ShopImageEncoder, text_encoder: TextEncoder, eval_dir: Path) -> dict:
     """Zero-shot accuracy per visual attribute and image-to-image precision@10 on a held-out shop."""
     ds = Dataset(eval_dir)
-    truth = pq.read_table(eval_dir / "truth" / "items.parquet").to_pydict()
+    knowledge = knowledge_for(ds)
+    truth = knowledge.visual_attributes()
+    if truth is None:
+        raise ValueError(f"{eval_dir}: the encoder's held-out evaluation needs a shop with its ground truth")
     ids, emb = encode_catalog(ds, encoder, progress=False)
-    order = {i: k for k, i in enumerate(truth["item_id"])}
-    rows = [order[i] for i in ids]
-    tagger = ZeroShotTagger(encoder, text_encoder, prompt_vocabulary())
+    tagger = ZeroShotTagger(encoder, text_encoder, knowledge.zero_shot_prompts())
     predicted = tagger.predict_from_embeddings(emb)
     zero_shot = {
-        attr: float(np.mean([p == truth[attr][r] for p, r in zip(predicted[attr], rows)])) for attr in VISUAL_ATTRIBUTES
+        attr: float(np.mean([p == truth[i][attr] for p, i in zip(predicted[attr], ids)])) for attr in VISUAL_ATTRIBUTES
     }
     # Exact neighbours by brute force: 2k items, and encoders sit upstream of the retrieval stage.
     sims = emb @ emb.T
@@ -101,7 +102,7 @@ def evaluate_image_encoder(encoder: ShopImageEncoder, text_encoder: TextEncoder,
     top = np.argpartition(-sims, 10, axis=1)[:, :10]
     precision = {}
     for attr in ("category", "colour"):
-        labels = np.array([truth[attr][r] for r in rows])
+        labels = np.array([truth[i][attr] for i in ids])
         precision[attr] = float((labels[top] == labels[:, None]).mean())
     chance = {a: 1 / len(v) for a, v in VISUAL_ATTRIBUTES.items()}
     return {

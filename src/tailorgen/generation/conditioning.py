@@ -9,27 +9,14 @@
   rewrite's tags nor the retrieved neighbours can say which second colour the user favours; the
   pixels of the last 8 items name it (their most frequent second colour is the one the whole
   history shows most, recency-weighted, in 70% of training requests: benchmarks/probe_conditions.py).
-  The shipped generator reads 8. Trained for an hour on a CPU, a generator barely read them;
-  trained 25 times longer on a GPU, the interest segment carries most of the user's look, though
-  still little of the second colour (docs/benchmarks.md, attempt 7).
+  With ``accent_token`` the segment ends with one more token: the accent colour the user's whole
+  history shows most, computed from the items' pixels without labels
+  (``interests.accent.history_accent``). A colour the UNet can paint wants little reading: the
+  token is an MLP of the colour itself, where the history CNN has to learn the accent through
+  the denoising loss and holds it poorly (docs/benchmarks.md).
 
-With ``history_tokens`` the history images' tokens also join the interest segment itself, so the
-UNet attends to each of them directly instead of only through the fusion's K outputs, whose
-text-neighbour queries pass on a mix dominated by the retrieved images: with an auxiliary loss
-the CNN's features held the second colour (probe 0.48, base rate 0.22) while the interest tokens
-still did not (0.29; docs/benchmarks.md, attempt 8).
-
-With ``history_accent`` the interest segment ends with one more token: the accent colour the user's
-whole history shows most, computed from the items' pixels without labels
-(``interests.accent.history_accent``, ``IAMGSettings.history_accent``). A colour the UNet can
-paint wants little reading: the token is an MLP of the colour itself, where the history CNN had
-to learn the accent through the denoising loss and held it poorly (attempts 7 and 8).
-
-With ``reference_image`` the interest segment also has pixels: the user's most typical recent item
-(``IAMGSettings.reference_image``), which the pipeline concatenates to the UNet's input and
-zeroes wherever the interest segment is dropped. The flag lives here, on the module that
-defines the segments, so a saved pipeline says what its UNet reads; this module does not touch
-the pixels.
+The two options are the conditioner's part of the generator's ``ConditionSpec``
+(``generation.spec``); the shipped generator reads 8 history images and the accent token.
 
 Each segment gets a learned type embedding. For classifier-free guidance and for the I-AM-G
 ablations, any segment can be dropped per sample: its tokens are replaced by a learned null
@@ -61,9 +48,7 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         text_dim: int | None = None,
         project_text: bool = True,
         history_images: int = 0,
-        reference_image: bool = False,
-        history_tokens: bool = False,
-        history_accent: bool = False,
+        accent_token: bool = False,
     ):
         super().__init__()
         d = cross_attention_dim
@@ -94,10 +79,8 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
                 nn.Linear(128, d),
             )
             self.history_position = nn.Embedding(history_images, d)  # most recent first
-        elif history_tokens:
-            raise ValueError("history_tokens=True needs history_images > 0")
         self.accent_proj = None
-        if history_accent:
+        if accent_token:
             self.accent_proj = nn.Sequential(nn.Linear(HISTORY_ACCENT_DIM, d), nn.GELU(), nn.Linear(d, d))
         self.segment = nn.Embedding(len(SEGMENTS), d)
         self.null = nn.Parameter(torch.zeros(len(SEGMENTS), d))
@@ -115,15 +98,30 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         history_mask: torch.Tensor | None = None,  # (B, H) True for real images (a short history pads)
         history_accent: torch.Tensor | None = None,  # (B, 5) interests.accent.history_accent per request
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (tokens (B, L + n_image + K [+ H] [+ 1], D), attention mask of the same length).
-
-        With ``history_tokens`` the interest segment goes on with the H history images' tokens, and
-        with ``history_accent`` it ends with the accent token.
-        """
+        """Returns (tokens (B, L + n_image + K [+ 1], D), attention mask of the same length)."""
         b = text_tokens.shape[0]
-        d = self.config.cross_attention_dim
         text = self.text_proj(text_tokens)
-        image = self.image_proj(image_embedding).view(b, self.config.n_image_tokens, d)
+        image = self.image_proj(image_embedding).view(b, self.config.n_image_tokens, self.config.cross_attention_dim)
+        interest, interest_mask = self.interest_tokens(
+            text_neighbours, image_neighbours, history_pixels, history_mask, history_accent
+        )
+        segments = (
+            (text, text_mask.bool()),
+            (image, torch.ones(b, image.shape[1], dtype=torch.bool, device=image.device)),
+            (interest, interest_mask),
+        )
+        parts, masks = [], []
+        for s, (tokens, mask) in enumerate(segments):
+            tokens = tokens + self.segment.weight[s]
+            if drop is not None and drop[:, s].any():
+                tokens, mask = self._drop(s, tokens, mask, drop[:, s])
+            parts.append(tokens)
+            masks.append(mask)
+        return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+
+    def interest_tokens(self, text_neighbours, image_neighbours, history_pixels, history_mask, history_accent):
+        """The interest segment: the fusion's K tokens (reading the history images too), then the accent token."""
+        b, d = text_neighbours.shape[0], self.config.cross_attention_dim
         history = history_padding = None
         if self.history_encoder is not None:
             if history_pixels is None or history_mask is None:
@@ -139,35 +137,21 @@ class PersonalizationConditioner(ModelMixin, ConfigMixin):
         interest = self.fusion(
             text_neighbours, image_neighbours, extra_image_tokens=history, extra_padding=history_padding
         )
-        interest_mask = torch.ones(b, interest.shape[1], dtype=torch.bool, device=image.device)
-        if self.config.history_tokens:
-            interest = torch.cat([interest, history], dim=1)
-            interest_mask = torch.cat([interest_mask, ~history_padding], dim=1)
+        mask = torch.ones(b, interest.shape[1], dtype=torch.bool, device=interest.device)
         if self.accent_proj is not None:
             if history_accent is None:
                 raise ValueError("this conditioner reads the user's history accent: give history_accent")
             interest = torch.cat([interest, self.accent_proj(history_accent.float())[:, None]], dim=1)
-            interest_mask = torch.cat([interest_mask, interest_mask[:, :1]], dim=1)
+            mask = torch.cat([mask, mask[:, :1]], dim=1)
         elif history_accent is not None:
-            raise ValueError("this conditioner has no accent token (history_accent=False): leave history_accent out")
-        parts, masks = [], []
-        for s, (tokens, mask) in enumerate(
-            (
-                (text, text_mask.bool()),
-                (image, torch.ones(b, image.shape[1], dtype=torch.bool, device=image.device)),
-                (interest, interest_mask),
-            )
-        ):
-            tokens = tokens + self.segment.weight[s]
-            if drop is not None and drop[:, s].any():
-                dropped = drop[:, s]
-                # A dropped segment becomes one null token; the rest of its slots are masked out.
-                null_tokens = torch.zeros_like(tokens)
-                null_tokens[:, 0] = self.null[s] + self.segment.weight[s]
-                null_mask = torch.zeros_like(mask)
-                null_mask[:, 0] = True
-                tokens = torch.where(dropped[:, None, None], null_tokens, tokens)
-                mask = torch.where(dropped[:, None], null_mask, mask)
-            parts.append(tokens)
-            masks.append(mask)
-        return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+            raise ValueError("this conditioner has no accent token (accent_token=False): leave history_accent out")
+        return interest, mask
+
+    def _drop(self, s: int, tokens: torch.Tensor, mask: torch.Tensor, dropped: torch.Tensor):
+        """A dropped segment becomes one null token; the rest of its slots are masked out."""
+        null_tokens = torch.zeros_like(tokens)
+        null_tokens[:, 0] = self.null[s] + self.segment.weight[s]
+        null_mask = torch.zeros_like(mask)
+        null_mask[:, 0] = True
+        tokens = torch.where(dropped[:, None, None], null_tokens, tokens)
+        return tokens, torch.where(dropped[:, None], null_mask, mask)

@@ -21,12 +21,14 @@ import numpy as np
 import torch
 
 from tailorgen.data import Dataset
+from tailorgen.data.errors import UnknownIdError
 from tailorgen.encoders import default_encoder, encode_catalog, item_text, l2_normalize
 from tailorgen.encoders.base import ImageEncoder
 from tailorgen.encoders.image import rgb_array
 from tailorgen.encoders.text import SentenceTransformerEncoder
 from tailorgen.encoders.zeroshot import ZeroShotTagger
 from tailorgen.generation.pipeline import Conditions
+from tailorgen.generation.spec import ConditionSpec
 from tailorgen.interests import (
     ImageTagger,
     InterestProfile,
@@ -39,7 +41,7 @@ from tailorgen.interests import (
 from tailorgen.interests.accent import ACCENT_TOL, SUMMARY_DIM, history_accent, main_and_accent
 from tailorgen.interests.rewrite import Rewriter, RewriteResult, TemplateRewriter
 from tailorgen.retrieval import ImageRetriever, TextRetriever
-from tailorgen.world.attributes import prompt_vocabulary
+from tailorgen.world.knowledge import knowledge_for
 
 
 @dataclass
@@ -65,31 +67,8 @@ class IAMGSettings:
     # last, and shop rewrites run 59 tokens (median) to 79: at 48, 93% were cut and in 55% the
     # whole "Maybe related to ..." sentence was lost, so the generator never saw the user's tags.
     max_text_tokens: int = 96
-    # The user's most recent history images the interest attention also reads, from their pixels
-    # (0: none, as in the paper). They carry what the tags and the frozen image encoder cannot:
-    # the second colour (see generation.conditioning). Only a generator trained with them uses them
-    # (GeneratorTrainConfig.history_images).
-    history_images: int = 0
+    # Pixel size of the history images the generator reads (ConditionSpec.history_images).
     history_image_size: int = 32
-    # Give the generator the pixels of one of the user's own items as a reference, with the
-    # interest segment: the item among the last ``reference_window`` of the history whose image
-    # embedding lies closest to the recency-weighted history (the image retriever's query), i.e.
-    # the user's most typical recent item. Words and embeddings name the look; a reference shows
-    # it, pattern and second colour included, where a convolution can copy it. On the training
-    # shop that item shows the look the history shows most in colour 74%, pattern 77% and second
-    # colour 49% of requests (chance 9%, 20%, 22%); the top catalog neighbour shows the second
-    # colour in 24%, since the frozen image encoder is blind to it (benchmarks/reference_candidates.py). Only a
-    # generator trained with it uses it (GeneratorTrainConfig.reference_image).
-    reference_image: bool = False
-    reference_window: int = 8
-    # The interest segment also carries the accent (second) colour the user's whole history shows
-    # most, read from the items' pixels without labels (``interests.accent.history_accent``), as
-    # the colour itself. The history CNN had to learn the accent through the denoising loss
-    # and held it poorly (probe 31%; 51% with an auxiliary loss), and the UNet drew the user's accent
-    # in 14% of outputs even for users whose last 8 items mostly share it; the pixel statistic names
-    # it for 72% of users. Only a generator trained with it reads it: as an interest token
-    # (GeneratorTrainConfig.history_accent) or through its UNet's class embedding (accent_film).
-    history_accent: bool = False
 
 
 @dataclass
@@ -105,12 +84,10 @@ class Request:
     text_neighbours: list[tuple[str, float]]
     image_neighbours: list[tuple[str, float]]
     history: list[str] = field(default_factory=list)
-    # The items whose pixels the interest attention reads (IAMGSettings.history_images), most recent first.
+    # The items whose pixels the interest attention reads (ConditionSpec.history_images), most recent first.
     history_images: list[str] = field(default_factory=list)
-    # The user's item whose pixels the generator sees as a reference (IAMGSettings.reference_image).
-    reference_item: str | None = None
-    # The accent the history's pixels show most (IAMGSettings.history_accent): colour in [-1, 1],
-    # 1 if an accent won over single-colour items, and the winner's share of the history's weight.
+    # The accent the history's pixels show most (ConditionSpec.reads_history_accent): colour in
+    # [-1, 1], 1 if an accent won over single-colour items, and the winner's share of the history's weight.
     history_accent: list[float] | None = None
 
     def record(self) -> dict:
@@ -128,9 +105,11 @@ class PersonalizationContext:
         image_encoder: ImageEncoder | None = None,
         rewriter: Rewriter | None = None,
         progress: bool = False,
+        spec: ConditionSpec | None = None,
     ):
         self.dataset = dataset
         self.settings = settings or IAMGSettings()
+        self.spec = spec or ConditionSpec()  # what the generator reads, so what a request must carry
         self.text_encoder = text_encoder or default_encoder("text")
         self.image_encoder = image_encoder or default_encoder("image")
         self.rewriter = rewriter or TemplateRewriter()
@@ -138,16 +117,16 @@ class PersonalizationContext:
         i_ids, i_vecs = encode_catalog(dataset, self.image_encoder, progress=progress)
         self.text_retriever = TextRetriever.from_embeddings(t_ids, t_vecs)
         self.image_retriever = ImageRetriever.from_embeddings(i_ids, i_vecs)
-        is_shop = dataset.manifest.get("source", {}).get("format") == "tailorgen-shop"
-        self.vocabulary = TagVocabulary.from_shop() if is_shop else TagVocabulary.from_dataset(dataset)
+        knowledge = knowledge_for(dataset)
+        self.vocabulary = TagVocabulary.for_dataset(dataset, knowledge)
         image_tagger = None
-        if is_shop:  # zero-shot prompts exist for the shop's attributes; real catalogs rely on text tags
-            image_tagger = ImageTagger(ZeroShotTagger(self.image_encoder, self.text_encoder, prompt_vocabulary()))
+        if (prompts := knowledge.zero_shot_prompts()) is not None:  # else a catalog relies on text tags
+            image_tagger = ImageTagger(ZeroShotTagger(self.image_encoder, self.text_encoder, prompts))
         self.item_tags = tag_catalog(dataset, TextTagger(self.vocabulary), image_tagger, progress=progress)
         rows = dataset.items.select(["item_id", "title", "description"]).to_pylist()
         self.texts = {r["item_id"]: item_text(r) for r in rows}
         self.histories = dataset.user_histories()
-        self._pixels: dict[str, np.ndarray] = {}  # item_id -> (3, S, S) uint8: history and reference pixels
+        self._pixels: dict[str, np.ndarray] = {}  # item_id -> (3, S, S) uint8: history pixels
         self._accents: dict[str, np.ndarray] = {}  # item_id -> (7,) main_and_accent of its pixels
 
     def request(self, user_id: str, item_id: str, history: list[str] | None = None) -> Request:
@@ -173,7 +152,7 @@ class PersonalizationContext:
         partial = []
         for (user_id, item_id), history in zip(pairs, histories):
             if item_id not in self.texts:
-                raise KeyError(f"item '{item_id}' is not in {self.dataset.root}")
+                raise UnknownIdError("item", item_id, str(self.dataset.root))
             profile = build_profile(user_id, history, self.item_tags, s.recency_half_life)
             # The image-tag profile only decides the look tags, so without look attributes it is not built.
             look = (
@@ -192,18 +171,24 @@ class PersonalizationContext:
         text_nb = self.text_retriever.retrieve_vectors(q_text, s.k_neighbours, exclude=left_out)
         q_image = np.stack([self.image_query(i, h) for (_, i), h in zip(pairs, histories)])
         image_nb = self.image_retriever.retrieve_vectors(q_image, s.k_neighbours, exclude=left_out)
-        references = [self.reference_item(h, q) for h, q in zip(histories, q_image)]
-        accents = [self.history_accent(h).tolist() if s.history_accent else None for h in histories]
+        accents = [self.accent_of(h).tolist() if self.spec.reads_history_accent else None for h in histories]
+        n_images = self.spec.history_images
         return [
-            Request(
-                u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h, h[::-1][: s.history_images], ref, accent
-            )
-            for (u, i), h, (own, user_tags, rewrite), t_nb, i_nb, ref, accent in zip(
-                pairs, histories, partial, text_nb, image_nb, references, accents
+            Request(u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h, h[::-1][:n_images], accent)
+            for (u, i), h, (own, user_tags, rewrite), t_nb, i_nb, accent in zip(
+                pairs, histories, partial, text_nb, image_nb, accents
             )
         ]
 
-    def history_accent(self, history: list[str]) -> np.ndarray:
+    def check_known(self, pairs: list[tuple[str, str]]) -> None:
+        """Refuse a user without interactions (nothing to personalize from) or an item not in the catalog."""
+        for user_id, item_id in pairs:
+            if user_id not in self.histories:
+                raise UnknownIdError("user", user_id, f"{self.dataset.root} (no interactions)")
+            if item_id not in self.texts:
+                raise UnknownIdError("item", item_id, str(self.dataset.root))
+
+    def accent_of(self, history: list[str]) -> np.ndarray:
         """(5,) the accent ``history`` (oldest first) shows most, recency-weighted (``interests.accent``)."""
         if not history:
             return history_accent(np.zeros((0, SUMMARY_DIM)), np.zeros(0))
@@ -214,20 +199,6 @@ class PersonalizationContext:
                 self._accents[i] = row
         weights = np.array(recency_weights(len(history), self.settings.recency_half_life))
         return history_accent(np.stack([self._accents[i] for i in history]), weights)
-
-    def reference_item(self, history: list[str], query: np.ndarray) -> str | None:
-        """The user's most typical recent item: of the last ``reference_window``, the one closest to ``query``.
-
-        ``query`` is the image retriever's (the recency-weighted history), so the reference is the
-        image retriever's top hit among the user's own items. None when off or the history is empty.
-        """
-        if not self.settings.reference_image:
-            return None
-        recent = [h for h in history[-self.settings.reference_window :] if h in self.image_retriever.embeddings]
-        if not recent:
-            return None
-        scores = self.image_retriever.embeddings.rows(recent) @ query
-        return recent[int(np.argmax(scores))]  # first (oldest) of equals wins a tie: deterministic
 
     def user_tags(
         self, profile: InterestProfile, look: InterestProfile | None, own: list[str], categories: set[str]
@@ -273,17 +244,12 @@ class PersonalizationContext:
         t_nb = np.stack([self.text_retriever.embeddings.rows([i for i, _ in r.text_neighbours]) for r in requests])
         i_nb = np.stack([self.image_retriever.embeddings.rows([i for i, _ in r.image_neighbours]) for r in requests])
         out = Conditions(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (tokens, mask, image, t_nb, i_nb)))
-        if self.settings.history_images:
+        if self.spec.history_images:
             pixels, present = self.history_pixels(requests)
             out.history_pixels = torch.from_numpy(pixels).float() / 127.5 - 1
             out.history_mask = torch.from_numpy(present)
-        if self.settings.history_accent:
+        if self.spec.reads_history_accent:
             out.history_accent = torch.tensor([r.history_accent for r in requests], dtype=torch.float32)
-        if self.settings.reference_image:
-            pixels, present = self.reference_pixels(requests)
-            # 0 in the model's [-1, 1] range is the "no reference" input, as when the segment is dropped.
-            out.reference_pixels = torch.from_numpy(pixels).float() / 127.5 - 1
-            out.reference_pixels[~torch.from_numpy(present)] = 0
         return out
 
     def item_pixels(self, item_id: str) -> np.ndarray:
@@ -293,22 +259,12 @@ class PersonalizationContext:
             self._pixels[item_id] = rgb_array(self.dataset.load_image(item_id), size).transpose(2, 0, 1)
         return self._pixels[item_id]
 
-    def reference_pixels(self, requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 3, S, S) uint8 pixels of each request's reference item and a (B,) mask, False where there is none."""
-        size = self.settings.history_image_size
-        pixels = np.zeros((len(requests), 3, size, size), np.uint8)
-        present = np.array([r.reference_item is not None for r in requests])
-        for b, r in enumerate(requests):
-            if r.reference_item is not None:
-                pixels[b] = self.item_pixels(r.reference_item)
-        return pixels, present
-
     def history_pixels(self, requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
         """Pixels of each request's ``history_images`` (its last items, most recent first).
 
         Returns (B, H, 3, S, S) uint8 pixels and a (B, H) mask, False where a short history pads.
         """
-        n, size = self.settings.history_images, self.settings.history_image_size
+        n, size = self.spec.history_images, self.settings.history_image_size
         pixels = np.zeros((len(requests), n, 3, size, size), np.uint8)
         present = np.zeros((len(requests), n), bool)
         for b, r in enumerate(requests):

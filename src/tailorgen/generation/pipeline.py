@@ -25,7 +25,8 @@ from diffusers.loaders import IPAdapterMixin
 from PIL import Image
 
 from tailorgen.generation.conditioning import SEGMENTS, PersonalizationConditioner
-from tailorgen.generation.unet import REFERENCE_CHANNELS, reads_accent
+from tailorgen.generation.spec import ConditionSpec
+from tailorgen.generation.unet import reads_accent
 
 
 @dataclass
@@ -38,26 +39,27 @@ class Conditions:
     text_neighbours: torch.Tensor  # (B, K, E)
     image_neighbours: torch.Tensor  # (B, K, E)
     ip_image_embeds: torch.Tensor | None = None  # (B, D_clip): only for a pipeline with an IP-Adapter
-    # The user's most recent history images, for a conditioner with a history encoder.
-    history_pixels: torch.Tensor | None = None  # (B, H, 3, S, S) in [-1, 1], most recent first
+    # The user's most recent history images (ConditionSpec.history_images), most recent first.
+    history_pixels: torch.Tensor | None = None  # (B, H, 3, S, S) in [-1, 1]
     history_mask: torch.Tensor | None = None  # (B, H) True for real images
-    # The user's reference item's pixels, for a UNet that reads them with the interest segment
-    # (``conditioner.config.reference_image``); zeros where a user has none.
-    reference_pixels: torch.Tensor | None = None  # (B, 3, S, S) in [-1, 1]
-    # The accent the user's history shows most, for a conditioner that reads it (``history_accent``).
+    # The accent the user's history shows most (ConditionSpec.reads_history_accent).
     history_accent: torch.Tensor | None = None  # (B, 5)
 
     def repeat(self, n: int) -> Conditions:
         return Conditions(*(None if t is None else t.repeat_interleave(n, dim=0) for t in self.__dict__.values()))
 
-    def conditioner_inputs(self, device) -> dict[str, torch.Tensor]:
-        keys = ("text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours")
-        out = {k: getattr(self, k).to(device) for k in keys}
-        if self.history_pixels is not None:
-            out |= {"history_pixels": self.history_pixels.to(device), "history_mask": self.history_mask.to(device)}
-        if self.history_accent is not None:
-            out["history_accent"] = self.history_accent.to(device)
-        return out
+    def conditioner_inputs(self, device, spec: ConditionSpec | None = None) -> dict[str, torch.Tensor]:
+        """The conditioner's keyword arguments on ``device``: what ``spec`` reads (None: every input present)."""
+        keys = ["text_tokens", "text_mask", "image_embedding", "text_neighbours", "image_neighbours"]
+        if spec is None:
+            keys += [k for k in ("history_pixels", "history_mask", "history_accent") if getattr(self, k) is not None]
+        else:
+            keys += ["history_pixels", "history_mask"] if spec.history_images else []
+            keys += ["history_accent"] if spec.accent_token else []
+        missing = [k for k in keys if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"this generator reads {missing}: the Conditions lack them ({spec})")
+        return {k: getattr(self, k).to(device) for k in keys}
 
 
 class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
@@ -103,23 +105,18 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         return cls(unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae)
 
     @property
-    def reads_reference_image(self) -> bool:
-        """Whether the UNet also reads the user's reference image (``Conditions.reference_pixels``)."""
-        return bool(self.conditioner.config.get("reference_image", False))
-
-    @property
-    def reads_history_accent(self) -> bool:
-        """Whether the conditioner (a token) or the UNet (its class embedding) reads ``Conditions.history_accent``."""
-        return bool(self.conditioner.config.get("history_accent", False)) or reads_accent(self.unet)
-
-    @property
-    def reference_channels(self) -> int:
-        return REFERENCE_CHANNELS if self.reads_reference_image else 0
+    def condition_spec(self) -> ConditionSpec:
+        """What this generator reads besides text, item image and neighbours (see ``generation.spec``)."""
+        return ConditionSpec(
+            history_images=int(self.conditioner.config.get("history_images", 0)),
+            accent_token=bool(self.conditioner.config.get("accent_token", False)),
+            accent_film=reads_accent(self.unet),
+        )
 
     @property
     def reads_source_image(self) -> bool:
         """Whether ``__call__`` needs the item's own image (a UNet with extra input channels)."""
-        return self.unet.config.in_channels > self.unet.config.out_channels + self.reference_channels
+        return self.unet.config.in_channels > self.unet.config.out_channels
 
     @property
     def image_size(self) -> int:
@@ -139,7 +136,6 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         image: torch.Tensor | None = None,
         use: tuple[str, ...] = SEGMENTS,
         guidance_scale: float = 2.0,
-        interest_guidance_scale: float | None = None,
         num_inference_steps: int = 50,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
@@ -152,129 +148,104 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         only what the conditions add. ``latents`` (B, C, size, size) fixes the starting noise per
         image; with the deterministic DDIM sampler that fixes the image, so methods can be compared
         on the same noise.
-
-        ``interest_guidance_scale`` (with "interest" in ``use``) guides the interest tokens on their
-        own, as InstructPix2Pix guides its two conditions: a third branch drops only the interest
-        tokens, and ``eps = eps(none) + guidance_scale * (eps(no interest) - eps(none)) +
-        interest_guidance_scale * (eps(all) - eps(no interest))``. Left at ``None`` it equals
-        ``guidance_scale``, which is plain classifier-free guidance (two branches).
         """
+        # 0. Check the inputs against what this generator reads.
+        self.check_inputs(conditions, image, use, guidance_scale, num_inference_steps, output_type)
+        b = conditions.image_embedding.shape[0]
+
+        # 1. Encode the conditions, and the unconditional (all dropped) ones, for guidance.
+        tokens, mask = self.encode_conditions(conditions, use)
+        unet_kwargs = self.unet_condition_kwargs(conditions, use)
+
+        # 2. The source image, in the space the UNet denoises (through the VAE's encoder in latent space).
+        source = self.prepare_source(image)
+
+        # 3. Start from Gaussian noise, in pixel space or (with a VAE) in latent space.
+        x = self.prepare_latents(b, latents, generator)
+        self.scheduler.set_timesteps(num_inference_steps)
+
+        # 4. Denoise with classifier-free guidance: eps = eps(none) + scale * (eps(cond) - eps(none)).
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_in = self.scheduler.scale_model_input(torch.cat([x] * 2), t)
+            if source is not None:
+                model_in = torch.cat([model_in, source], dim=1)
+            eps = self.unet(model_in, t, encoder_hidden_states=tokens, encoder_attention_mask=mask, **unet_kwargs)
+            eps_uncond, eps_cond = eps.sample.chunk(2)
+            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+            x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
+
+        # 5. Back to images (through the VAE's decoder in latent space).
+        return self.decode(x, output_type)
+
+    def check_inputs(self, conditions, image, use, guidance_scale, num_inference_steps, output_type) -> None:
         unknown = set(use) - set(SEGMENTS)
         if unknown:
             raise ValueError(f"unknown condition segments {sorted(unknown)}; choose from {SEGMENTS}")
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        if not np.isfinite(guidance_scale):
+            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+        if output_type not in ("pil", "np"):
+            raise ValueError(f"output_type must be 'pil' or 'np', got {output_type!r}")
+        if self.reads_source_image and image is None:
+            extra = self.unet.config.in_channels - self.unet.config.out_channels
+            raise ValueError(f"this UNet reads the item's image ({extra} extra input channels): pass image=")
+        if not self.reads_source_image and image is not None:
+            raise ValueError("this UNet does not read a source image; leave image=None")
+        if self.condition_spec.accent_film and conditions.history_accent is None:
+            raise ValueError("this UNet reads the user's history accent: give Conditions.history_accent")
+
+    def encode_conditions(self, conditions: Conditions, use: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, mask) of both guidance branches, unconditional first: ``use``'s segments kept, then none."""
         device = self.unet.device
+        c = conditions.conditioner_inputs(device, self.condition_spec)
         b = conditions.image_embedding.shape[0]
-        c = conditions.conditioner_inputs(device)
-        if not self.conditioner.config.get("history_accent", False):
-            c.pop("history_accent", None)  # the UNet alone may read it (below)
-
-        # 1. Encode the conditions, and the unconditional (all dropped) ones for guidance.
         keep = torch.tensor([s in use for s in SEGMENTS], device=device)
-        drop_cond = (~keep).expand(b, -1)
-        drop_uncond = torch.ones(b, len(SEGMENTS), dtype=torch.bool, device=device)
-        cond, cond_mask = self.conditioner(**c, drop=drop_cond)
-        uncond, uncond_mask = self.conditioner(**c, drop=drop_uncond)
-        branches = [(uncond, uncond_mask), (cond, cond_mask)]
-        separate = "interest" in use and interest_guidance_scale not in (None, guidance_scale)
-        if separate:
-            drop_interest = drop_cond.clone()
-            drop_interest[:, SEGMENTS.index("interest")] = True
-            branches.insert(1, self.conditioner(**c, drop=drop_interest))
-        n_branches = len(branches)
-        tokens = torch.cat([t for t, _ in branches])
-        mask = torch.cat([m for _, m in branches])
+        cond, cond_mask = self.conditioner(**c, drop=(~keep).expand(b, -1))
+        uncond, uncond_mask = self.conditioner(**c, drop=torch.ones(b, len(SEGMENTS), dtype=torch.bool, device=device))
+        return torch.cat([uncond, cond]), torch.cat([uncond_mask, cond_mask])
 
+    def unet_condition_kwargs(self, conditions: Conditions, use: tuple[str, ...]) -> dict:
+        """What the UNet reads beside the tokens, for both branches: the IP-Adapter's image, the accent."""
+        device = self.unet.device
+        out = {}
         # With an IP-Adapter the item's CLIP image embedding also enters through its own attention;
         # it follows the "image" segment, and the unconditional branch gets zeros (as diffusers does).
-        added_cond_kwargs = None
         if getattr(self.unet, "encoder_hid_proj", None) is not None:
             if conditions.ip_image_embeds is None:
                 raise ValueError("an IP-Adapter is loaded: give Conditions.ip_image_embeds (the item's CLIP embedding)")
             ip = conditions.ip_image_embeds.to(device)[:, None, :]
             ip_cond = ip if "image" in use else torch.zeros_like(ip)
-            added_cond_kwargs = {"image_embeds": [torch.cat([torch.zeros_like(ip), *[ip_cond] * (n_branches - 1)])]}
-
+            out["added_cond_kwargs"] = {"image_embeds": [torch.cat([torch.zeros_like(ip), ip_cond])]}
         # The history accent, for a UNet that reads it through its class embedding, goes with the
         # interest segment: zeros in every branch that drops it, as in training.
-        class_labels = None
         if reads_accent(self.unet):
-            if conditions.history_accent is None:
-                raise ValueError("this UNet reads the user's history accent: give Conditions.history_accent")
             a = conditions.history_accent.to(device=device, dtype=self.unet.dtype)
-            dropped = torch.zeros_like(a)
-            class_labels = torch.cat([dropped] * (n_branches - 1) + [a if "interest" in use else dropped])
+            out["class_labels"] = torch.cat([torch.zeros_like(a), a if "interest" in use else torch.zeros_like(a)])
+        return out
 
-        # 2. The source image, in the space the UNet denoises (through the VAE's encoder in latent space),
-        # and the user's reference image, which goes with the interest segment: zeros in every
-        # branch that drops it, so guidance amplifies it as it does the interest tokens.
-        reference = None
-        if self.reads_reference_image:
-            if self.vae is not None:
-                raise ValueError("a reference image is read in pixel space only; this pipeline denoises latents")
-            if conditions.reference_pixels is None:
-                raise ValueError("this generator reads the user's reference image: give Conditions.reference_pixels")
-            r = conditions.reference_pixels.to(device=device, dtype=self.unet.dtype)
-            dropped = torch.zeros_like(r)
-            # Branch order: unconditional, [no interest,] conditional.
-            reference = [dropped] * (n_branches - 1) + [r if "interest" in use else dropped]
-        elif conditions.reference_pixels is not None:
-            raise ValueError("this generator reads no reference image; leave Conditions.reference_pixels out")
-        source = None
-        extra = self.unet.config.in_channels - self.unet.config.out_channels - self.reference_channels
-        if extra:
-            if image is None:
-                raise ValueError(f"this UNet reads the item's image ({extra} extra input channels): pass image=")
-            source = image.to(device=device, dtype=self.unet.dtype)
-            if self.vae is not None:
-                source = self.vae.encode(source).latent_dist.mode()
-            if tuple(source.shape[1:]) != (extra, self.unet.config.sample_size, self.unet.config.sample_size):
-                raise ValueError(
-                    f"image gives {tuple(source.shape[1:])} per sample; the UNet expects "
-                    f"{(extra, self.unet.config.sample_size, self.unet.config.sample_size)}"
-                )
-            source = torch.cat([source] * n_branches)
-        elif image is not None:
-            raise ValueError("this UNet does not read a source image; leave image=None")
-        if reference is not None:
-            reference = torch.cat(reference)
-            source = reference if source is None else torch.cat([source, reference], dim=1)
+    def prepare_source(self, image: torch.Tensor | None) -> torch.Tensor | None:
+        """The item's own image for both branches, encoded to latents with a VAE; None for a UNet without it."""
+        if image is None:
+            return None
+        source = image.to(device=self.unet.device, dtype=self.unet.dtype)
+        if self.vae is not None:
+            source = self.vae.encode(source).latent_dist.mode()
+        extra = self.unet.config.in_channels - self.unet.config.out_channels
+        expected = (extra, self.unet.config.sample_size, self.unet.config.sample_size)
+        if tuple(source.shape[1:]) != expected:
+            raise ValueError(f"image gives {tuple(source.shape[1:])} per sample; the UNet expects {expected}")
+        return torch.cat([source] * 2)
 
-        # 3. Start from Gaussian noise, in pixel space or (with a VAE) in latent space.
+    def prepare_latents(self, b: int, latents: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
         shape = (b, *self.noise_shape)
         if latents is None:
             latents = torch.randn(shape, generator=generator, device="cpu")
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        x = latents.to(device)
-        self.scheduler.set_timesteps(num_inference_steps)
-        x = x * self.scheduler.init_noise_sigma
+        return latents.to(self.unet.device) * self.scheduler.init_noise_sigma
 
-        # 4. Denoise with classifier-free guidance.
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_in = self.scheduler.scale_model_input(torch.cat([x] * n_branches), t)
-            if source is not None:
-                model_in = torch.cat([model_in, source], dim=1)
-            eps = self.unet(
-                model_in,
-                t,
-                encoder_hidden_states=tokens,
-                encoder_attention_mask=mask,
-                added_cond_kwargs=added_cond_kwargs,
-                class_labels=class_labels,
-            ).sample
-            if separate:
-                eps_uncond, eps_no_interest, eps_cond = eps.chunk(3)
-                eps = (
-                    eps_uncond
-                    + guidance_scale * (eps_no_interest - eps_uncond)
-                    + interest_guidance_scale * (eps_cond - eps_no_interest)
-                )
-            else:
-                eps_uncond, eps_cond = eps.chunk(2)
-                eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-            x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
-
-        # 5. Back to images (through the VAE's decoder in latent space).
+    def decode(self, x: torch.Tensor, output_type: str) -> list[Image.Image] | np.ndarray:
         if self.vae is not None:
             x = self.vae.decode(x / self.vae.config.scaling_factor).sample
         images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from diffusers import UNet2DConditionModel
 
-REFERENCE_CHANNELS = 3  # the reference image is RGB pixels, like the source
-
 
 def build_unet(
     image_size: int = 32,
@@ -16,7 +14,6 @@ def build_unet(
     attention_head_dim: int = 32,
     attention_levels: int = 1,
     source_channels: int = 3,
-    reference_channels: int = 0,
     accent_dim: int = 0,
 ) -> UNet2DConditionModel:
     """Pixel-space UNet: at 32x32 a VAE would save little and cost a model to train, so none is used.
@@ -25,8 +22,6 @@ def build_unet(
     and, with ``source_channels=3``, as pixels concatenated to the noisy input, as in
     InstructPix2Pix. The pixels let the model keep the garment's exact shape while the conditions
     decide its colour and pattern; ``source_channels=0`` generates from the conditions alone.
-    ``reference_channels=3`` adds the user's reference image after the source (see
-    ``IAMGSettings.reference_image``): a pattern shown in pixels is one the convolutions can copy.
 
     Only the innermost ``attention_levels`` levels (and the middle block) attend, self and cross, to
     the [text | image | interest] tokens. On a 2-core CPU, attention at 16x16 made a training step
@@ -44,7 +39,7 @@ def build_unet(
         raise ValueError(f"attention_levels must be between 1 and {n}, got {attention_levels}")
     return UNet2DConditionModel(
         sample_size=image_size,
-        in_channels=3 + source_channels + reference_channels,
+        in_channels=3 + source_channels,
         out_channels=3,
         layers_per_block=layers_per_block,
         block_out_channels=tuple(block_out_channels),
@@ -75,11 +70,18 @@ def add_accent_embedding(unet: UNet2DConditionModel, accent_dim: int) -> UNet2DC
     The new class embedding's last layer starts at zero (as ControlNet starts its zero
     convolutions), so fine-tuning begins from the trained model's outputs.
     """
-    grown = UNet2DConditionModel.from_config(unet.config, **_accent_config(accent_dim))
-    missing, unexpected = grown.load_state_dict(unet.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("class_embedding.") for k in missing):
-        raise ValueError(f"cannot add an accent embedding: missing {missing}, unexpected {unexpected}")
+    grown = grow(unet, UNet2DConditionModel.from_config(unet.config, **_accent_config(accent_dim)))
     with torch.no_grad():
         grown.class_embedding.linear_2.weight.zero_()
         grown.class_embedding.linear_2.bias.zero_()
     return grown
+
+
+def grow(old: torch.nn.Module, new: torch.nn.Module) -> torch.nn.Module:
+    """``new`` with every weight of ``old``: ``new`` may add one submodule (fresh), and lack nothing of ``old``."""
+    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"cannot grow {type(old).__name__}: the new module lacks {unexpected}")
+    if len({k.split(".")[0] for k in missing}) > 1:
+        raise ValueError(f"cannot grow {type(old).__name__}: {sorted(missing)} are missing")
+    return new

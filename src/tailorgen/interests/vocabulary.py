@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tailorgen.data import Dataset
-from tailorgen.world.attributes import BRAND_NAMES, CATEGORY_WORDS, COLOUR_WORDS, PATTERN_WORDS, STYLES
+from tailorgen.world.knowledge import DatasetKnowledge, shop_attribute_words
 
 
 @dataclass
@@ -34,19 +34,22 @@ class TagVocabulary:
         return [t for t, a in self.attribute_of.items() if a == attribute]
 
     @classmethod
+    def from_words(cls, words: dict[str, dict[str, list[str]]]) -> TagVocabulary:
+        """attribute -> canonical tag -> the words that express it (``DatasetKnowledge.attribute_words``)."""
+        synonyms = {tag: list(w) for table in words.values() for tag, w in table.items()}
+        attribute_of = {tag: attribute for attribute, table in words.items() for tag in table}
+        return cls(synonyms, attribute_of)
+
+    @classmethod
     def from_shop(cls) -> TagVocabulary:
         """The simulated shop's attributes with every synonym its texts use."""
-        synonyms: dict[str, list[str]] = {}
-        attribute_of: dict[str, str] = {}
-        for attribute, table in (("category", CATEGORY_WORDS), ("colour", COLOUR_WORDS), ("pattern", PATTERN_WORDS)):
-            for tag, words in table.items():
-                synonyms[tag] = list(words)
-                attribute_of[tag] = attribute
-        for brand in BRAND_NAMES:
-            synonyms[brand], attribute_of[brand] = [brand], "brand"
-        for style in STYLES:
-            synonyms[style], attribute_of[style] = [style], "style"
-        return cls(synonyms, attribute_of)
+        return cls.from_words(shop_attribute_words())
+
+    @classmethod
+    def for_dataset(cls, dataset: Dataset, knowledge: DatasetKnowledge) -> TagVocabulary:
+        """The dataset's own attribute words where it has them (a shop), else the tags its items carry."""
+        words = knowledge.attribute_words()
+        return cls.from_words(words) if words is not None else cls.from_dataset(dataset)
 
     @classmethod
     def from_dataset(cls, dataset: Dataset, min_count: int = 2, max_tags: int = 2000) -> TagVocabulary:
