@@ -1,16 +1,20 @@
 r"""Train the generator on a borrowed GPU machine that has PyTorch but none of this project's data or models.
 
-Where tailorgen is installed, `tailorgen train generator --device cuda` trains on a GPU. The GPU
+Where tailorgen is installed, `tailorgen train generator --device cuda` runs the shipped recipe on a
+GPU, and this script is not needed. The GPU
 machines lent to some development sessions here have PyTorch, but no FAISS, no MiniLM weights and
 no Fashion-MNIST; they cannot download anything, and at most 64 MiB of files go along. The
 training set is about 1.4 GB (token states and images), so it cannot travel. This script splits
 the work in two:
 
     # here, on the CPU: build the training set as `tailorgen train generator` does, and pack it (57 MiB with the repo)
-    python scripts/device_train.py pack --out runs/device_pack --history-images 8
-    # there: rebuild the set from the pack and run the same training loop (generation.train.fit_generator)
-    python scripts/device_train.py train --pack runs/device_pack --out $OUT/gen \
-        --steps 9500 --batch-size 256 --renders 4
+    python scripts/device_train.py pack --out runs/device_pack
+    # there: rebuild the set from the pack and run the same recipe (generation.train.fit_generator)
+    python scripts/device_train.py train --pack runs/device_pack --out $OUT/gen
+
+Both take ``--set key=value`` overrides of ``GeneratorTrainConfig`` (the recipe's defaults are the
+shipped generator's); the pack records the config, and ``train`` may change only how it trains
+(steps, batch size, learning rates, renders, init_from), not what the set holds.
 
 What the pack holds instead, and how the other end rebuilds the set:
 - the texts as MiniLM token ids, and MiniLM itself, cut to the vocabulary rows those ids use and
@@ -21,7 +25,7 @@ What the pack holds instead, and how the other end rebuilds the set:
   images again there with the same code, in chunks of 2,000 examples with a seed each. The first
   chunk replays the CPU build's draws (numpy's seeds [s, 77] and [s, 77, 0] are one seed); the
   others draw other pattern phases and placements of the same looks: the same distribution, not
-  the same pixels. ``--renders R`` draws each example R times.
+  the same pixels. The config's ``renders`` draws each example that many times.
 """
 
 from __future__ import annotations
@@ -49,33 +53,35 @@ def _dedupe(a: np.ndarray, row_ndim: int) -> tuple[np.ndarray, np.ndarray]:
 
 TABLES = {"image_embedding": 1, "text_neighbours": 1, "image_neighbours": 1, "history_pixels": 3}
 PLAIN = ("text_mask", "history_mask", "history_accent", "keep_interest", "rewritten", "looks")
+# What ``train`` may change of the packed config: how to train, not what the set holds.
+TRAINING = ("steps", "batch_size", "lr", "warmup_steps", "finetune_steps", "finetune_lr", "finetune_warmup_steps")
+TRAINING += ("accent_pixel_weight", "renders", "init_from", "ema_decay")
 
 
 def pack(args) -> None:
     from tailorgen.generation.train import GeneratorTrainConfig, prepare_training_set
+    from tailorgen.training import config_from
 
-    # As train_generator prepares it: the same seeds in the same order.
-    cfg = GeneratorTrainConfig(
-        history_images=args.history_images, examples=args.examples, seed=args.seed, accent_film=args.accent_film
-    )
+    # As train_generator prepares it: the same seeds in the same order, each example drawn once here.
+    cfg = config_from(GeneratorTrainConfig, overrides=args.set)
     t0 = time.perf_counter()
-    data, ctx, _ = prepare_training_set(cfg, args.work_dir)
-    sizes = write_pack(args.out, data, cfg, ctx, time.perf_counter() - t0)
+    data, ctx, _, hashes = prepare_training_set(dataclasses.replace(cfg, renders=1), args.work_dir)
+    sizes = write_pack(args.out, data, cfg, ctx, time.perf_counter() - t0, hashes)
     print(json.dumps({"examples": len(data["target"]), "MiB": sizes}))
 
 
-def write_pack(out, data: dict, cfg, ctx, prep_seconds: float = 0.0) -> dict[str, float]:
+def write_pack(out, data: dict, cfg, ctx, prep_seconds: float = 0.0, hashes: dict | None = None) -> dict[str, float]:
     """Write a training set (``build_training_set`` on a simulated shop) compactly; returns the files' sizes in MiB."""
     import torch
     from safetensors.torch import save_file
 
     from tailorgen.common import atomic_dir, write_json
-    from tailorgen.world.silhouettes import SilhouetteBank
+    from tailorgen.world.knowledge import knowledge_for
 
     if not data["counterfactual_targets"]:
         raise ValueError("a pack re-renders its images, so it needs a simulated shop with ground truth")
-    if ctx.settings.reference_image:
-        raise ValueError("packing the reference image is not implemented")
+    if len(data["target"]) != len(data["keep_interest"]):
+        raise ValueError("pack a set of one render per example; the other end draws the config's renders")
     tokenizer = ctx.text_encoder.model.tokenizer
     ids = tokenizer(list(data["text"]), padding="max_length", truncation=True, max_length=data["text_mask"].shape[1])
     ids = np.asarray(ids["input_ids"])
@@ -92,10 +98,10 @@ def write_pack(out, data: dict, cfg, ctx, prep_seconds: float = 0.0) -> dict[str
     arrays["image_embedding_table"] = table
     del arrays["image_neighbours_table"]
     arrays |= {k: data[k] for k in PLAIN if k in data}
-    world = ctx.dataset.manifest["source"]["config"]
-    bank = SilhouetteBank(use_fashion_mnist=world["use_fashion_mnist"], seed=world["seed"])
-    shapes, arrays["silhouette_index"] = np.unique(data["silhouette_index"], return_inverse=True)
-    arrays["silhouettes"] = bank.images[shapes]
+    knowledge = knowledge_for(ctx.dataset)
+    silhouette = np.array([knowledge.silhouette_index(i) for i in data["source_item"]])
+    shapes, arrays["silhouette_index"] = np.unique(silhouette, return_inverse=True)
+    arrays["silhouettes"] = knowledge.silhouettes[shapes]
 
     # MiniLM with only the vocabulary rows the texts use, its layers' weights in int8 with a float16
     # scale per 32 weights (cosine of the token states to the float32 model's >= 0.9995, ``check``).
@@ -114,6 +120,7 @@ def write_pack(out, data: dict, cfg, ctx, prep_seconds: float = 0.0) -> dict[str
     meta = {
         "config": dataclasses.asdict(cfg),
         "settings": dataclasses.asdict(ctx.settings),
+        "data_hashes": hashes or {},
         "prep_seconds": round(prep_seconds, 1),
     }
     with atomic_dir(out, overwrite=True) as tmp:
@@ -164,7 +171,7 @@ def _render_chunk(args) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unpack(pack_dir: Path, device: str, renders: int = 1) -> tuple[dict, dict]:
-    """The training set, rebuilt: (data for ``fit_generator``, the pack's meta)."""
+    """The training set, rebuilt with ``renders`` draws of each example: (data for ``fit_generator``, the meta)."""
     meta = json.loads((pack_dir / "meta.json").read_text())
     seed = meta["config"]["seed"]
     z = dict(np.load(pack_dir / "set.npz"))
@@ -173,11 +180,12 @@ def unpack(pack_dir: Path, device: str, renders: int = 1) -> tuple[dict, dict]:
     for key in TABLES:
         if f"{key}_index" in z:
             data[key] = z[f"{key}_table"][z[f"{key}_index"]]
-    if renders > 1:  # each example again with fresh pattern phases and placement: more pairs, same conditions
-        data = {k: np.concatenate([v] * renders) for k, v in data.items()}
+    # Row r * examples + i is render r of example i (build_training_set's layout): fresh pattern phases
+    # and placement for every render after the first.
     shapes = z["silhouettes"][np.concatenate([z["silhouette_index"]] * renders)]
+    looks = np.concatenate([data["looks"]] * renders)
     chunks = [
-        (shapes[s : s + RENDER_CHUNK], data["looks"][s : s + RENDER_CHUNK], [seed, 77, s // RENDER_CHUNK])
+        (shapes[s : s + RENDER_CHUNK], looks[s : s + RENDER_CHUNK], [seed, 77, s // RENDER_CHUNK])
         for s in range(0, len(shapes), RENDER_CHUNK)
     ]
     with ProcessPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
@@ -185,7 +193,7 @@ def unpack(pack_dir: Path, device: str, renders: int = 1) -> tuple[dict, dict]:
     data["source"] = np.concatenate([r[0] for r in rendered])
     data["target"] = np.concatenate([r[1] for r in rendered])
     # After the renderers: worker processes forked from one that holds a CUDA context can break.
-    data["text_tokens"] = np.concatenate([_encode_texts(pack_dir, z["input_ids"], z["text_mask"], device)] * renders)
+    data["text_tokens"] = _encode_texts(pack_dir, z["input_ids"], z["text_mask"], device)
     data["n_personalize"] = int(data["keep_interest"].sum())
     data["counterfactual_targets"] = True
     return data, meta
@@ -196,57 +204,30 @@ def train(args) -> None:
     sys.modules.setdefault("faiss", types.ModuleType("faiss"))
     import torch
 
-    from tailorgen.common import write_json
     from tailorgen.generation.context import IAMGSettings
     from tailorgen.generation.train import GeneratorTrainConfig, fit_generator
+    from tailorgen.training import config_from, setup
 
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # every step has the same shapes
         torch.backends.cuda.matmul.allow_tf32 = True  # as the convolutions already do; fp32 weights and outputs
     pack_dir = Path(args.pack)
+    meta = json.loads((pack_dir / "meta.json").read_text())
+    changed = {item.partition("=")[0].strip().replace("-", "_") for item in args.set}
+    if changed - set(TRAINING):
+        raise SystemExit(f"--set may change only {TRAINING} of a pack, not {sorted(changed - set(TRAINING))}")
+    cfg = config_from(GeneratorTrainConfig, overrides=args.set, **meta["config"])
     t0 = time.perf_counter()
-    data, meta = unpack(pack_dir, args.device, args.renders)
-    cfg_dict = dict(meta["config"])
-    rebuild = time.perf_counter() - t0
-    print(f"rebuilt {len(data['target'])} examples in {rebuild:.0f} s", flush=True)
-    overrides = {
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "warmup_steps": args.warmup_steps,
-        "init_from": args.init_from,
-        "accent_loss_weight": args.accent_loss_weight,
-        "accent_pixel_weight": args.accent_pixel_weight,
-        "history_tokens": args.history_tokens or None,
-        "history_accent": args.history_accent or None,
-        "accent_film": args.accent_film or None,
-    }
-    cfg_dict |= {k: v for k, v in overrides.items() if v is not None}
-    settings = IAMGSettings(**meta["settings"])
-    if args.seconds:  # as many steps as fit the time, from the speed of a short run
-        probe = GeneratorTrainConfig.from_dict(cfg_dict | {"steps": args.probe_steps, "warmup_steps": 1})
-        rng = np.random.default_rng(0)
-        # A probe directory per process: two trainings may share the machine.
-        probe_dir = f"/tmp/probe-{os.getpid()}"
-        # Timed twice: the first run pays for cuDNN's autotuning and the allocator's warm-up, which
-        # made one 40-step probe on an H100 read 485 ms a step where training ran at 69.
-        for _ in range(2):
-            report = fit_generator(probe, data, settings, probe_dir, rng, progress=False, device=args.device)
-        per_step = report["train_seconds"] / args.probe_steps
-        cfg_dict["steps"] = max(args.probe_steps, int(args.seconds / per_step))
-        print(
-            f"probe: {per_step * 1000:.1f} ms a step at batch {probe.batch_size}: {cfg_dict['steps']} steps", flush=True
-        )
-    elif args.steps:
-        cfg_dict["steps"] = args.steps
-    cfg = GeneratorTrainConfig.from_dict(cfg_dict)
-    torch.manual_seed(cfg.seed)
+    data, meta = unpack(pack_dir, args.device, cfg.renders)
+    images, examples = len(data["target"]), len(data["keep_interest"])
+    print(f"rebuilt {images} images of {examples} examples in {time.perf_counter() - t0:.0f} s", flush=True)
+    device = setup(cfg.seed, cfg.threads, args.device)
     rng = np.random.default_rng(cfg.seed)
-    progress = not args.quiet
-    report = fit_generator(cfg, data, settings, args.out, rng, meta["prep_seconds"], progress, args.device)
-    report["device_pack"] = {"rebuild_seconds": round(rebuild, 1), "renders_per_example": args.renders}
-    write_json(Path(args.out) / "training_report.json", report)  # temp file, then rename
-    keys = ("examples", "train_seconds", "parameters")
-    print(json.dumps({k: report[k] for k in keys} | {"steps": cfg.steps, "final_loss": report["loss_curve"][-1]}))
+    settings = IAMGSettings(**meta["settings"])
+    report = fit_generator(
+        cfg, data, settings, args.out, rng, meta["prep_seconds"], not args.quiet, device, meta["data_hashes"]
+    )
+    print(json.dumps({k: report[k] for k in ("examples", "renders", "steps", "train_seconds", "parameters")}))
 
 
 def compare_sets(original: dict, rebuilt: dict) -> dict:
@@ -267,8 +248,8 @@ def check(args) -> None:
     from tailorgen.generation.train import GeneratorTrainConfig, prepare_training_set
 
     meta = json.loads((Path(args.pack) / "meta.json").read_text())
-    cfg = GeneratorTrainConfig.from_dict(meta["config"])
-    original, _, _ = prepare_training_set(cfg, args.work_dir)
+    cfg = GeneratorTrainConfig.from_dict(meta["config"] | {"renders": 1})
+    original, *_ = prepare_training_set(cfg, args.work_dir)
     rebuilt, _ = unpack(Path(args.pack), "cpu")
     print(json.dumps(compare_sets(original, rebuilt), indent=2))
 
@@ -279,28 +260,13 @@ def main() -> None:
     a = sub.add_parser("pack", help="build the training set here and write it compactly")
     a.add_argument("--out", required=True)
     a.add_argument("--work-dir", default="runs/work")
-    a.add_argument("--history-images", type=int, default=0)
-    a.add_argument("--examples", type=int, default=16000)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--accent-film", action="store_true", help="GeneratorTrainConfig.accent_film (packs the accent)")
+    a.add_argument("--set", action="append", default=[], help="GeneratorTrainConfig override key=value")
     a.set_defaults(fn=pack)
     a = sub.add_parser("train", help="rebuild the set from a pack and train (fit_generator)")
     a.add_argument("--pack", required=True)
     a.add_argument("--out", required=True)
     a.add_argument("--device", default="cuda")
-    a.add_argument("--seconds", type=float, default=None, help="train for about this long (steps from a probe)")
-    a.add_argument("--probe-steps", type=int, default=40)
-    a.add_argument("--steps", type=int, default=None)
-    a.add_argument("--batch-size", type=int, default=None)
-    a.add_argument("--lr", type=float, default=None)
-    a.add_argument("--renders", type=int, default=1, help="renders of each example (fresh pattern phases)")
-    a.add_argument("--warmup-steps", type=int, default=None)
-    a.add_argument("--init-from", default=None, help="fine-tune this saved pipeline instead of training from scratch")
-    a.add_argument("--accent-loss-weight", type=float, default=None, help="GeneratorTrainConfig.accent_loss_weight")
-    a.add_argument("--accent-pixel-weight", type=float, default=None, help="GeneratorTrainConfig.accent_pixel_weight")
-    a.add_argument("--history-tokens", action="store_true", help="GeneratorTrainConfig.history_tokens")
-    a.add_argument("--history-accent", action="store_true", help="GeneratorTrainConfig.history_accent")
-    a.add_argument("--accent-film", action="store_true", help="GeneratorTrainConfig.accent_film")
+    a.add_argument("--set", action="append", default=[], help=f"override of the packed config: one of {TRAINING}")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(fn=train)
     a = sub.add_parser("check", help="compare the set rebuilt from a (small) pack with a fresh CPU build of it")

@@ -39,9 +39,9 @@ def tiny_generator(tmp_path_factory):
         cross_attention_dim=32,
         warmup_steps=5,
         lr=1e-3,
-        history_images=8,  # the tests cover the history-image path too
-        look_loss_weight=0.1,  # and the look head's auxiliary loss
-        reference_image=True,  # and the reference image's
+        renders=1,
+        finetune_steps=6,  # the shipped recipe's two phases: the accent token and FiLM join here
+        finetune_warmup_steps=2,
     )
     report = train_generator(cfg, root / "gen", root / "work", progress=False)
     return root / "gen", report

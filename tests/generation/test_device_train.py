@@ -36,25 +36,27 @@ def test_a_packed_training_set_rebuilds_and_trains(device_train, small_shop, tmp
 
     cfg = GeneratorTrainConfig(
         examples=48,
+        renders=1,
         history_images=4,
         steps=2,
+        finetune_steps=1,
         batch_size=4,
         block_out_channels=(32, 64),
         cross_attention_dim=32,
         warmup_steps=1,
     )
-    ctx = PersonalizationContext(Dataset(small_shop), IAMGSettings(history_images=4), progress=False)
+    ctx = PersonalizationContext(Dataset(small_shop), spec=cfg.spec, progress=False)
     data = build_training_set(cfg, ctx, np.random.default_rng(0), progress=False)
     sizes = device_train.write_pack(tmp_path / "pack", data, cfg, ctx)
     assert set(sizes) == {"set.npz", "minilm.safetensors", "minilm_config.json", "meta.json"}
 
     rebuilt, meta = device_train.unpack(tmp_path / "pack", "cpu", renders=2)
     n = len(data["target"])
-    assert len(rebuilt["target"]) == len(rebuilt["text_tokens"]) == 2 * n
-    first = {k: v[:n] if isinstance(v, np.ndarray) else v for k, v in rebuilt.items()}
+    assert len(rebuilt["target"]) == 2 * n and len(rebuilt["text_tokens"]) == n  # rows: render r of example i
+    first = {k: v[:n] if k in ("source", "target") else v for k, v in rebuilt.items()}
     same = device_train.compare_sets(data, first)
     exact = ("image_embedding", "text_neighbours", "image_neighbours", "history_pixels", "text_mask", "looks")
-    assert all(same[k] for k in (*exact, "history_mask", "keep_interest", "rewritten"))
+    assert all(same[k] for k in (*exact, "history_mask", "history_accent", "keep_interest", "rewritten"))
     assert same["text_tokens_min_cosine"] > 0.999  # MiniLM cut to int8 layers, float16 states
     # The images are drawn again. The first 2,000 rows replay the CPU build's random draws (numpy's
     # seeds [s, 77] and [s, 77, 0] are one seed); the rest are other pixels of the same looks.
@@ -66,7 +68,7 @@ def test_a_packed_training_set_rebuilds_and_trains(device_train, small_shop, tmp
         assert np.median(gap) < 25, key
 
     report = fit_generator(cfg, rebuilt, IAMGSettings(**meta["settings"]), tmp_path / "gen", np.random.default_rng(0))
-    assert report["examples"] == 2 * n and np.isfinite(report["loss_curve"]).all()
+    assert report["examples"] == n and report["renders"] == 2 and np.isfinite(report["loss_curve"]).all()
     pipe = PersonalizedImagePipeline.from_pretrained(str(tmp_path / "gen"))
     assert pipe.conditioner.config.history_images == 4
 

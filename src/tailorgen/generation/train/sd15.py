@@ -20,10 +20,13 @@ architecture, whose ResNet blocks never learned to read it). SD decides ``block_
 ``cross_attention_dim`` and ``prediction_type`` (the report records what was used).
 ``accent_pixel_weight`` weighs each latent by the share of accent pixels in the patch it encodes.
 
-An IP-Adapter (``ip_adapter=``: a weights file in the published layout with its CLIP image encoder
+An IP-Adapter (``cfg.ip_adapter``, ``--ip-adapter``: a weights file in the published layout with its CLIP image encoder
 in ``image_encoder/`` beside it, as h94/IP-Adapter ships them) is loaded as at inference
 (``load_ip_adapter``), frozen; it reads each item's CLIP image embedding, dropped with the "image"
 segment, and is unloaded before saving (load it again at inference).
+
+One file of about 410 lines, the whole backend's trainer: splitting the loading of the frozen
+parts from the loop that uses them would leave each half unreadable without the other.
 """
 
 from __future__ import annotations
@@ -69,16 +72,18 @@ def train_sd15(
     device: str = "cpu",
     checkpoint_every: int = CHECKPOINT_EVERY,
     stop_after: int | None = None,
-    ip_adapter: str | Path | None = None,
 ) -> dict:
-    """Build the generator's shop and training set, then train against the frozen SD UNet (``fit_sd15``)."""
+    """Build the generator's shop and training set, then train against the frozen SD UNet (``fit_sd15``).
+
+    An IP-Adapter (``cfg.ip_adapter``) is loaded and kept frozen.
+    """
     check_sd15_config(cfg, out)
     t0 = time.perf_counter()
     device = resolve_device(device)
     data, ctx, rng, hashes = prepare_training_set(cfg, work_dir, progress, device)
     prep = time.perf_counter() - t0
     return fit_sd15(
-        cfg, data, ctx.settings, out, rng, prep, progress, device, hashes, checkpoint_every, stop_after, ip_adapter
+        cfg, data, ctx.settings, out, rng, prep, progress, device, hashes, checkpoint_every, stop_after, cfg.ip_adapter
     )
 
 
@@ -271,12 +276,7 @@ def add_lora(unet, rank: int) -> None:
 
 
 class LatentTrainingSet(TrainingSet):
-    """The training set with each row's latents (and CLIP image embedding) on the training device.
-
-    ``sample`` draws rows and drops segments by ``TrainingSet.sample``'s rule, in its order of
-    draws; it is written again because that one returns the rows' pixels, not the rows, and the
-    latents are indexed by row.
-    """
+    """The training set with each row's latents (and CLIP image embedding) on the training device."""
 
     def __init__(self, data: dict, spec: ConditionSpec, device):
         super().__init__(data, spec, device)
@@ -285,18 +285,8 @@ class LatentTrainingSet(TrainingSet):
 
     def sample(self, rng, cfg: GeneratorTrainConfig):
         """Conditions, latents, target pixels in [-1, 1], the rows' CLIP image embeddings (or None), drops."""
-        row = torch.from_numpy(rng.integers(0, self.rows, cfg.batch_size)).to(self.device)
-        idx = row % self.examples
-        t = self.tensors
-        batch = {k: t[k][idx] for k in self.keys}
-        batch = {k: v.float() if v.dtype == torch.float16 else v for k, v in batch.items()}
-        if "history_pixels" in batch:
-            batch["history_pixels"] = batch["history_pixels"].float() / 127.5 - 1
-        drop = torch.zeros(cfg.batch_size, 3, dtype=torch.bool, device=self.device)
-        no_interest = torch.from_numpy(rng.random(cfg.batch_size) < cfg.p_drop_interest).to(self.device)
-        drop[:, 2] = ~t["keep_interest"][idx] | (no_interest & t["rewritten"][idx])
-        drop[torch.from_numpy(rng.random(cfg.batch_size) < cfg.p_drop_all).to(self.device)] = True
-        pixels = t["target"][row].float() / 127.5 - 1
+        row, batch, drop = self.draw(rng, cfg)
+        pixels = self.tensors["target"][row].float() / 127.5 - 1
         ip = None if self.ip is None else self.ip[row]
         return batch, self.latents[row].float(), pixels, ip, drop
 
