@@ -1,10 +1,10 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
 from tailorgen.cli import main
 from tailorgen.data import Dataset
@@ -60,21 +60,11 @@ def test_generate_cli_single_and_batch(small_shop, tiny_generator, pair, tmp_pat
     args = ["generate", str(small_shop), "--generator", str(tiny_generator[0]), "--steps", "2"]
     res = runner.invoke(main, [*args, "--user", user, "--item", item, "--n", "2", "--out", str(tmp_path / "one")])
     assert res.exit_code == 0, res.output
-    folder = tmp_path / "one" / f"{user}__{item}__full"
+    folder = tmp_path / "one" / user / f"{item}__full"
     assert (folder / "image_0.png").exists() and (folder / "image_1.png").exists()
     record = json.loads((folder / "record.json").read_text())
-    assert record["images"] == [f"{folder.name}/image_0.png", f"{folder.name}/image_1.png"]
+    assert record["images"] == [f"{user}/{folder.name}/image_0.png", f"{user}/{folder.name}/image_1.png"]
     assert json.loads((tmp_path / "one" / "manifest.json").read_text())["seed"] == 0
-
-    # Interest guidance is a third branch: same seed, other images, recorded in the manifest.
-    res = runner.invoke(
-        main,
-        [*args, "--user", user, "--item", item, "--n", "1", "--interest-guidance", "6", "--out", str(tmp_path / "ig")],
-    )
-    assert res.exit_code == 0, res.output
-    guided = np.asarray(Image.open(tmp_path / "ig" / folder.name / "image_0.png"), dtype=float)
-    assert np.abs(guided - np.asarray(Image.open(folder / "image_0.png"), dtype=float)).max() > 0
-    assert json.loads((tmp_path / "ig" / "manifest.json").read_text())["config"]["interest_guidance"] == 6
 
     csv = tmp_path / "pairs.csv"
     other = Dataset(small_shop).items.column("item_id")[0].as_py()
@@ -87,7 +77,7 @@ def test_generate_cli_single_and_batch(small_shop, tiny_generator, pair, tmp_pat
     res = runner.invoke(main, [*args, "--requests", str(csv)])
     assert res.exit_code != 0 and "user_id and item_id" in res.output
     res = runner.invoke(main, [*args, "--user", user, "--item", "nope"])
-    assert res.exit_code != 0 and "'nope' is not in" in res.output
+    assert res.exit_code == 2 and "unknown item 'nope'" in res.output
 
 
 def test_the_shipped_generator_loads_and_personalizes(small_shop, pair):
@@ -97,7 +87,7 @@ def test_the_shipped_generator_loads_and_personalizes(small_shop, pair):
     images = out.images
     # It reads the history's accent colour (docs/benchmarks.md, attempt 10): the settings come from
     # its training report, and the record carries the accent it was given.
-    assert gen.pipeline.reads_history_accent and gen.context.settings.history_accent
+    assert gen.pipeline.condition_spec.reads_history_accent and gen.context.spec.reads_history_accent
     assert len(out.record()["history_accent"]) == 5
     assert [im.size for im in images] == [(32, 32), (32, 32)]
     arrays = [np.asarray(im, dtype=float) for im in images]
@@ -194,8 +184,8 @@ def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny
     from tailorgen.generation.context import IAMGSettings
     from tailorgen.generation.iamg import trained_settings
 
-    # The tiny generator trained with the defaults, 8 history images and a reference image.
-    assert trained_settings(tiny_generator[0]) == IAMGSettings(history_images=8, reference_image=True)
+    # The tiny generator trained with the default settings.
+    assert trained_settings(tiny_generator[0]) == IAMGSettings()
     other = tmp_path / "gen"
     shutil.copytree(tiny_generator[0], other)
     report = json.loads((other / "training_report.json").read_text())
@@ -204,27 +194,18 @@ def test_a_generator_runs_with_the_settings_it_was_trained_with(small_shop, tiny
     assert IAMGGenerator(small_shop, other).context.settings.image_query_mix == 0.5
     # A generator trained before look tags existed keeps the paper's plain ranking it learned from.
     del report["iamg_settings"]["look_attributes"]
+    # Keys of settings that no longer exist (what the generator reads is its ConditionSpec) are ignored.
+    report["iamg_settings"] |= {"history_images": 8, "reference_image": False, "history_accent": True}
     (other / "training_report.json").write_text(json.dumps(report))
     assert trained_settings(other).look_attributes == ()
-    # ... and one trained before history images existed reads none.
-    del report["iamg_settings"]["history_images"]
-    (other / "training_report.json").write_text(json.dumps(report))
-    assert trained_settings(other).history_images == 0
-    # ... nor a reference image.
-    del report["iamg_settings"]["reference_image"]
-    (other / "training_report.json").write_text(json.dumps(report))
-    assert trained_settings(other).reference_image is False
-    # Explicit settings win over the recorded ones ...
-    settings = IAMGSettings(image_query_mix=0.2, history_images=8, reference_image=True)
+    # Explicit settings win over the recorded ones.
+    settings = IAMGSettings(image_query_mix=0.2)
     assert IAMGGenerator(small_shop, other, settings=settings).context.settings.image_query_mix == 0.2
-    # ... but must feed the generator what it reads.
-    with pytest.raises(ValueError, match="reference_image=True"):
-        IAMGGenerator(small_shop, other, settings=IAMGSettings(history_images=8))
 
 
 def test_the_interest_tokens_read_the_users_most_recent_history_images(generator, pair):
     ctx = generator.context
-    n, size = ctx.settings.history_images, ctx.settings.history_image_size
+    n, size = ctx.spec.history_images, ctx.settings.history_image_size
     user, item = pair
     long_request = ctx.request(user, item)
     short_request = ctx.request(user, item, history=long_request.history[:2])
@@ -239,18 +220,25 @@ def test_the_interest_tokens_read_the_users_most_recent_history_images(generator
     assert c.history_pixels.shape == (1, n, 3, size, size) and c.history_pixels.min() >= -1
 
 
-def test_settings_and_generator_must_agree_on_history_images(small_shop, tiny_generator):
-    reads = IAMGGenerator(small_shop, tiny_generator[0]).pipeline.conditioner.config.history_images
-    assert reads == 8
-    with pytest.raises(ValueError, match="history images"):
-        IAMGGenerator(small_shop, tiny_generator[0], settings=IAMGSettings(history_images=0))
+def test_the_generator_says_what_the_context_computes(small_shop, tiny_generator):
+    from tailorgen.generation.context import PersonalizationContext
+    from tailorgen.generation.spec import ConditionSpec
+
+    gen = IAMGGenerator(small_shop, tiny_generator[0])
+    # The recipe's spec: 8 history images, the accent as a token and through the UNet.
+    assert gen.pipeline.condition_spec == ConditionSpec(8, accent_token=True, accent_film=True)
+    assert gen.context.spec == gen.pipeline.condition_spec
+    other = PersonalizationContext(Dataset(small_shop), spec=ConditionSpec(history_images=8))
+    with pytest.raises(ValueError, match="the generator reads"):
+        IAMGGenerator(small_shop, tiny_generator[0], context=other)
 
 
 def test_the_history_accent_is_read_from_the_whole_historys_pixels(small_shop, generator, pair):
     from tailorgen.generation.context import PersonalizationContext
+    from tailorgen.generation.spec import ConditionSpec
     from tailorgen.interests.accent import ACCENT_TOL, history_accent, main_and_accent
 
-    ctx = PersonalizationContext(Dataset(small_shop), IAMGSettings(history_accent=True))
+    ctx = PersonalizationContext(Dataset(small_shop), spec=ConditionSpec(accent_token=True))
     user, item = pair
     request = ctx.request(user, item)
     history = request.history
@@ -262,29 +250,56 @@ def test_the_history_accent_is_read_from_the_whole_historys_pixels(small_shop, g
     c = ctx.conditions([request, ctx.request(user, item, history=[])])
     assert c.history_accent.shape == (2, 5) and not c.history_accent[1].any()  # no history, no accent
     # Off by default: no accent is computed or passed.
-    assert generator.context.request(user, item).history_accent is None
+    assert PersonalizationContext(Dataset(small_shop)).request(user, item).history_accent is None
 
 
-def test_settings_and_generator_must_agree_on_the_history_accent(small_shop, tiny_generator):
-    with pytest.raises(ValueError, match="history accent"):
-        IAMGGenerator(small_shop, tiny_generator[0], settings=IAMGSettings(history_images=8, history_accent=True))
+def test_a_request_folder_never_leaves_the_run_folder_whatever_the_ids():
+    from tailorgen.generation.iamg import request_folder
+
+    folders = {request_folder(u, i, "full") for u, i in [("../../../x", "i1"), ("/etc", "i1"), ("a/b", "a_b")]}
+    folders |= {
+        request_folder("a__b", "c", "full"),
+        request_folder("a", "b__c", "full"),
+        request_folder("u", "i", "full"),
+    }
+    for folder in folders:
+        assert not folder.is_absolute() and ".." not in folder.parts and len(folder.parts) == 2
+    assert len(folders) == 6  # no two requests share a folder
+    assert request_folder("u007", "i0042", "full") == Path("u007") / "i0042__full"  # plain ids read as they are
 
 
-def test_the_reference_is_the_users_most_typical_recent_item(generator, pair):
-    ctx = generator.context
+def test_generate_runs_are_never_mixed_and_an_interrupted_one_resumes(small_shop, tiny_generator, pair, tmp_path):
+    runner = CliRunner()
     user, item = pair
-    request = ctx.request(user, item)
-    recent = request.history[-ctx.settings.reference_window :]
-    assert request.reference_item in recent and request.record()["reference_item"] == request.reference_item
-    # Closest of the recent items to the image retriever's query, the recency-weighted history.
-    query = ctx.image_query(item, request.history)
-    similarity = {i: float(ctx.image_retriever.embeddings[i] @ query) for i in recent}
-    assert similarity[request.reference_item] == max(similarity.values())
-    # The conditions carry its pixels; a user without history gets the "no reference" zeros.
-    empty = ctx.request(user, item, history=[])
-    assert empty.reference_item is None
-    c = ctx.conditions([request, empty])
-    size = ctx.settings.history_image_size
-    shown = np.asarray(ctx.dataset.load_image(request.reference_item).convert("RGB").resize((size, size)))
-    np.testing.assert_allclose(((c.reference_pixels[0] + 1) * 127.5).permute(1, 2, 0).numpy(), shown, atol=2)
-    assert not c.reference_pixels[1].any()
+    other = next(i for i in Dataset(small_shop).items.column("item_id").to_pylist() if i not in (item,))
+    args = ["generate", str(small_shop), "--generator", str(tiny_generator[0]), "--steps", "2", "--n", "1"]
+    out = tmp_path / "run"
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"\ufeffuser_id,item_id\n{user},{item}\n")  # a spreadsheet's BOM
+    assert runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out)]).exit_code == 0
+    first = (out / user / f"{item}__full" / "image_0.png").read_bytes()
+    # Again into the same folder: refused, and nothing of the first run is lost.
+    res = runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out)])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert (out / user / f"{item}__full" / "image_0.png").read_bytes() == first
+    # An interrupted batch: the first request is done; --resume makes only the second.
+    csv.write_text(f"user_id,item_id\n{user},{item}\n{user},{other}\n")
+    res = runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out), "--resume"])
+    assert res.exit_code == 2 and "another config" in res.output  # 2 pairs now: another run
+    (out / "run.json").write_text((out / "run.json").read_text().replace('"pairs": 1', '"pairs": 2'))
+    res = runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out), "--resume"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert [(r["user_id"], r["item_id"]) for r in records] == [(user, item), (user, other)]
+    assert (out / user / f"{item}__full" / "image_0.png").read_bytes() == first
+    # --overwrite replaces a generate run, never a folder another program wrote.
+    assert runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out), "--overwrite"]).exit_code == 0
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("keep me")
+    res = runner.invoke(main, [*args, "--user", user, "--item", item, "--out", str(notes), "--overwrite"])
+    assert res.exit_code == 2 and (notes / "thesis.txt").read_text() == "keep me"
+    # Limits and bad numbers are one clear line, before any work.
+    for bad in (["--n", "1000000"], ["--steps", "0"], ["--guidance", "nan"]):
+        res = runner.invoke(main, [*args[:-2], *bad, "--user", user, "--item", item, "--out", str(tmp_path / "x")])
+        assert res.exit_code == 2 and not (tmp_path / "x").exists(), (bad, res.output)

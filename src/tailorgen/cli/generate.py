@@ -10,10 +10,14 @@ import click
 
 from tailorgen.cli import main
 
+MAX_IMAGES = 64  # per request; a batch writes as it goes, so memory holds one batch, whatever --n
+MAX_STEPS = 1000  # the scheduler's training timesteps: more steps than that would repeat some
+MAX_GUIDANCE = 50.0
+
 
 def _read_pairs(path: str) -> list[tuple[str, str]]:
     pairs = []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM is not part of "user_id"
         reader = csv.DictReader(f)
         missing = {"user_id", "item_id"} - set(reader.fieldnames or [])
         if missing:
@@ -36,7 +40,8 @@ def _read_pairs(path: str) -> list[tuple[str, str]]:
     default=None,
     help="Batch mode: a CSV with columns user_id,item_id (instead of --user/--item).",
 )
-@click.option("--n", type=click.IntRange(min=1), default=4, show_default=True, help="Images per request.")
+@click.option("--n", type=click.IntRange(1, MAX_IMAGES), default=4, show_default=True,
+              help=f"Images per request (1 to {MAX_IMAGES}).")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Fixes the starting noise of every image.")
 @click.option(
     "--method",
@@ -53,16 +58,14 @@ def _read_pairs(path: str) -> list[tuple[str, str]]:
 )
 @click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
               help="Generator pipeline folder (default: the one shipped with tailorgen).")  # fmt: skip
-@click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps (DDIM).")
-@click.option("--guidance", type=float, default=2.0, show_default=True, help="Classifier-free guidance scale.")
-@click.option(
-    "--interest-guidance",
-    type=float,
-    default=None,
-    help="Guide the interest tokens on their own with this scale (a third branch without them; default: "
-    "off, i.e. the same as --guidance). Raising it lowered the gain on the development shop.",
-)
-@click.option("--out", type=click.Path(file_okay=False), default="runs/generate", show_default=True)
+@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=25, show_default=True,
+              help=f"Denoising steps (DDIM; 1 to {MAX_STEPS}).")  # fmt: skip
+@click.option("--guidance", type=click.FloatRange(0, MAX_GUIDANCE), default=2.0, show_default=True,
+              help=f"Classifier-free guidance scale (0 to {MAX_GUIDANCE:g}; 1: no guidance).")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False), default="runs/generate", show_default=True,
+              help="Run folder: a new one, or an earlier run with --overwrite or --resume.")  # fmt: skip
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it holds an earlier generate run.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted run in OUT (same options): skip the requests done.")
 def generate(
     dataset_dir,
     user_id,
@@ -75,14 +78,17 @@ def generate(
     generator_path,
     steps,
     guidance,
-    interest_guidance,
     out,
+    overwrite,
+    resume,
 ) -> None:
     """Generate the personalized version of an item for a user, and record every step.
 
-    Writes OUT/USER__ITEM__METHOD/image_K.png and record.json (the user's interest tags, the
+    Writes OUT/USER/ITEM__METHOD/image_K.png and record.json (the user's interest tags, the
     rewritten text, the retrieved text and image neighbours with scores, the seed, the time each
     stage took and the hashes of every checkpoint), OUT/records.jsonl and OUT/manifest.json.
+    Folder names are made safe from the ids (docs/data.md); the record keeps the ids. Each batch is
+    written as soon as it is made, so an interrupted run keeps its images and --resume finishes it.
 
     \b
     Example:
@@ -90,8 +96,12 @@ def generate(
       tailorgen generate runs/demo/shop --requests pairs.csv --n 2
     """
     from tailorgen.common.manifest import write_run_manifest
-    from tailorgen.generation.iamg import IAMGGenerator, save_generations
+    from tailorgen.generation.iamg import IAMGGenerator
+    from tailorgen.generation.output import generate_into
     from tailorgen.interests.rewrite import make_rewriter
+
+    if overwrite and resume:
+        raise click.UsageError("give --overwrite (start over) or --resume (finish the run), not both")
 
     if requests_csv:
         if user_id or item_id:
@@ -107,20 +117,13 @@ def generate(
         generator_path,
         rewriter=make_rewriter(rewriter),
         guidance_scale=guidance,
-        interest_guidance_scale=interest_guidance,
         num_inference_steps=steps,
         progress=True,
     )
-    for u, i in pairs:
-        if u not in gen.context.histories:
-            raise click.BadParameter(f"user '{u}' has no interactions in {dataset_dir}", param_hint="--user")
-        if i not in gen.context.texts:
-            raise click.BadParameter(f"item '{i}' is not in {dataset_dir}", param_hint="--item")
-    results = gen.generate_batch(pairs, n=n, seed=seed, method=method)
-    records = save_generations(results, out, gen.checkpoints())
-    config = {"method": method, "n": n, "steps": steps, "guidance": guidance, "rewriter": rewriter}
-    config["interest_guidance"] = interest_guidance
+    config = {"method": method, "n": n, "steps": steps, "guidance": guidance, "rewriter": rewriter, "seed": seed}
     config |= {"settings": dataclasses.asdict(gen.context.settings), "pairs": len(pairs)}
+    config["generator"] = gen.checkpoints()
+    records = generate_into(gen, pairs, out, config, n, seed, method, overwrite=overwrite, resume=resume)
     write_run_manifest(out, "tailorgen generate", config, seed, {"records": Path(out) / "records.jsonl"})
     for r in records:
         click.echo(f"{r['user_id']} x {r['item_id']}: tags {r['user_tags']} -> {r['rewrite']['text']!r}")

@@ -5,8 +5,10 @@ paper's order (the steps are timed one by one, so a benchmark can say where the 
 
 1. interests: the user's tag profile from their history (text tags + zero-shot image tags);
 2. rewrite: the item text plus the user's top tags, their favourite look first (template or LLM);
-3. retrieve: K text neighbours of the rewritten text and K image neighbours of the item image
-   blended with the user's visual history;
+3. retrieve: K text neighbours of the rewritten text and K image neighbours of the user's
+   recency-weighted history images (``IAMGSettings.image_query_mix`` would blend in the item's
+   own image; it is 0 by default, since with the item in the query the neighbours were the
+   item's look rather than the user's);
 4. condition: token states of the text, the item's image embedding, and the neighbours, which the
    interest-attention module turns into interest tokens inside the conditioner;
 5. diffuse: the personalized image, with classifier-free guidance; the shipped generator also
@@ -18,6 +20,7 @@ is used and which condition segments are kept change, never the weights or the n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -30,7 +33,7 @@ import torch
 from PIL import Image
 
 from tailorgen.common import atomic_write_text, hash_file, write_json
-from tailorgen.data import Dataset
+from tailorgen.data import Dataset, id_file_stem
 from tailorgen.encoders.image import images_to_tensor
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext, Request
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
@@ -55,6 +58,7 @@ def trained_settings(path: str | Path) -> IAMGSettings | None:
 
     A generator learns from the neighbours its settings retrieve; generating with other settings
     feeds it conditions it never saw (a different image query, for one), so these are the default.
+    What the generator reads besides (history images, the accent) is its ``condition_spec``, not a setting.
     """
     report = Path(path) / "training_report.json"
     if not report.exists():
@@ -62,12 +66,10 @@ def trained_settings(path: str | Path) -> IAMGSettings | None:
     recorded = json.loads(report.read_text()).get("iamg_settings")
     if not recorded:
         return None
+    known = {f.name for f in dataclasses.fields(IAMGSettings)}
+    recorded = {k: v for k, v in recorded.items() if k in known}
     # Generators trained before look_attributes existed learned from the paper's plain ranking.
     recorded["look_attributes"] = tuple(recorded.get("look_attributes", ()))
-    # ... and read no history images, nor a reference image.
-    recorded.setdefault("history_images", 0)
-    recorded.setdefault("reference_image", False)
-    recorded.setdefault("history_accent", False)
     return IAMGSettings(**recorded)
 
 
@@ -136,7 +138,6 @@ class IAMGGenerator:
         guidance_scale: float = 2.0,
         num_inference_steps: int = 25,
         progress: bool = False,
-        interest_guidance_scale: float | None = None,
     ):
         dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         if pipeline is None or isinstance(pipeline, str | Path):
@@ -147,31 +148,17 @@ class IAMGGenerator:
         self.pipeline = pipeline
         if settings is None and self.pipeline_path is not None:
             settings = trained_settings(self.pipeline_path)
-        reads = pipeline.conditioner.config.get("history_images", 0)
-        accent = pipeline.reads_history_accent
-        if settings is None and context is None:
-            settings = IAMGSettings(
-                history_images=reads, reference_image=pipeline.reads_reference_image, history_accent=accent
-            )
-        self.context = context or PersonalizationContext(dataset, settings, rewriter=rewriter, progress=progress)
-        if self.context.settings.history_images != reads:
-            raise ValueError(
-                f"the generator's conditioner reads {reads} history images, the settings give "
-                f"{self.context.settings.history_images}: set IAMGSettings.history_images={reads}"
-            )
-        if self.context.settings.history_accent != accent:
-            raise ValueError(
-                f"the generator {'reads' if accent else 'does not read'} the history accent, the settings"
-                f" say history_accent={self.context.settings.history_accent}: set IAMGSettings.history_accent={accent}"
-            )
-        if self.context.settings.reference_image != pipeline.reads_reference_image:
-            raise ValueError(
-                f"the generator {'reads' if pipeline.reads_reference_image else 'does not read'} a reference image,"
-                f" the settings say reference_image={self.context.settings.reference_image}:"
-                f" set IAMGSettings.reference_image={pipeline.reads_reference_image}"
-            )
+        spec = pipeline.condition_spec
+        self.context = context or PersonalizationContext(
+            dataset, settings, rewriter=rewriter, progress=progress, spec=spec
+        )
+        if self.context.spec != spec:
+            raise ValueError(f"the context computes {self.context.spec}, but the generator reads {spec}")
+        if not np.isfinite(guidance_scale):
+            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
         self.guidance_scale = guidance_scale
-        self.interest_guidance_scale = interest_guidance_scale
         self.num_inference_steps = num_inference_steps
 
     def checkpoints(self) -> dict[str, str]:
@@ -202,6 +189,7 @@ class IAMGGenerator:
         rewritten, use = METHODS[method]
         t0 = time.perf_counter()
         if requests is None:
+            self.context.check_known(pairs)
             requests = self.context.requests(pairs)
         t_request = (time.perf_counter() - t0) / max(len(pairs), 1)
         pipe = self.pipeline
@@ -224,7 +212,6 @@ class IAMGGenerator:
                 image=source,
                 use=use,
                 guidance_scale=self.guidance_scale,
-                interest_guidance_scale=self.interest_guidance_scale,
                 num_inference_steps=self.num_inference_steps,
                 latents=latents,
             )
@@ -242,19 +229,32 @@ class IAMGGenerator:
         return self.generate_batch([(user_id, item_id)], n=n, seed=seed, method=method)[0]
 
 
+def request_folder(user_id: str, item_id: str, method: str) -> Path:
+    """Where a request's images go inside a run folder: ``USER/ITEM__METHOD`` (relative).
+
+    Folder names come from ``data.id_file_stem`` (ids are data: ``../x`` or ``a/b`` never become a
+    path); the user is a folder level of its own and the method a fixed suffix, so no two requests
+    share a folder. The record keeps the ids as they are.
+    """
+    return Path(id_file_stem(user_id)) / f"{id_file_stem(item_id)}__{method}"
+
+
+def save_generation(g: Generation, out: Path, checkpoints: dict[str, str]) -> dict:
+    """Write one request's PNGs, then its record.json (the record last: it marks the request done)."""
+    folder = out / request_folder(g.request.user_id, g.request.item_id, g.method)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k, image in enumerate(g.images):
+        image.save(folder / f"image_{k}.png")
+        files.append((folder / f"image_{k}.png").relative_to(out).as_posix())
+    record = g.record() | {"images": files, "checkpoints": checkpoints}
+    write_json(folder / "record.json", record)
+    return record
+
+
 def save_generations(generations: list[Generation], out: str | Path, checkpoints: dict[str, str]) -> list[dict]:
-    """Write each request's PNGs and JSON record under ``out/USER__ITEM/``; returns the records."""
+    """Write each request's PNGs and record under ``out/USER/ITEM__METHOD/`` and all records to records.jsonl."""
     out = Path(out)
-    records = []
-    for g in generations:
-        folder = out / f"{g.request.user_id}__{g.request.item_id}__{g.method}"
-        folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for k, image in enumerate(g.images):
-            image.save(folder / f"image_{k}.png")
-            files.append(str((folder / f"image_{k}.png").relative_to(out)))
-        record = g.record() | {"images": files, "checkpoints": checkpoints}
-        write_json(folder / "record.json", record)
-        records.append(record)
+    records = [save_generation(g, out, checkpoints) for g in generations]
     atomic_write_text(out / "records.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     return records
