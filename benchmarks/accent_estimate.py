@@ -30,6 +30,7 @@ from tailorgen.interests import recency_weights
 from tailorgen.interests.accent import ACCENT_TOL, history_accent, main_and_accent
 from tailorgen.world import Oracle
 from tailorgen.world.attributes import COLOURS, NO_SECONDARY
+from tailorgen.world.knowledge import LOOK
 
 NAMES = list(COLOURS)
 PALETTE = np.array([COLOURS[c] for c in NAMES], np.float32) / 255
@@ -72,11 +73,12 @@ def main() -> None:
         print(f"per item, accent threshold {tol}: {sum(hits.values()) / len(ids):.1%} ({by_pattern})")
 
     rows = dict(zip(ids, main_and_accent(pixels, accent_tol=ACCENT_TOL).numpy()))
+    looks = {i: tuple(t[a] for a in LOOK) for i, t in truth.items()}
     whole, last8 = [], []
     for history in ds.user_histories().values():
         if len(history) < 3:
             continue
-        wanted = history_look(truth, history, args.half_life)[2]
+        wanted = history_look(looks, history, args.half_life)[2]
         for part, out in ((history, whole), (history[-8:], last8)):
             weights = np.array(recency_weights(len(part), args.half_life))
             est = history_accent(np.stack([rows[i] for i in part]), weights, min_share=args.min_share)

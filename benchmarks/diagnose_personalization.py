@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import itertools
 
 import numpy as np
 
@@ -32,9 +31,10 @@ from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, benchmark_shop, las
 from tailorgen.evaluation.judge import Judge
 from tailorgen.evaluation.metrics import attribute_preservation, personalization_gain
 from tailorgen.generation.iamg import METHODS, IAMGGenerator
-from tailorgen.generation.train import LOOK, history_look
+from tailorgen.generation.train import history_look
 from tailorgen.world import Oracle
 from tailorgen.world.attributes import NO_SECONDARY
+from tailorgen.world.knowledge import LOOK
 
 
 def _second_colour_breakdown(reads, wanted, histories, truth) -> str:
@@ -73,7 +73,6 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=40)
     ap.add_argument("--guidance", type=float, nargs="+", default=[2.0])
     ap.add_argument("--generator", default=None, help="generator folder (default: the shipped one)")
-    ap.add_argument("--interest-guidance", type=float, nargs="+", default=[None], help="interest guidance scales")
     ap.add_argument("--methods", nargs="+", default=["plain", "full"], choices=list(METHODS))
     ap.add_argument("--work-dir", default="runs/work")
     args = ap.parse_args()
@@ -108,17 +107,16 @@ def main() -> None:
         "look attribute: share drawn in the history's top value (chance) / its part of the gain /"
         " share that keeps the item's own value"
     )
-    for g, gi in itertools.product(args.guidance, args.interest_guidance):
-        gen = IAMGGenerator(
-            ds, args.generator, guidance_scale=g, interest_guidance_scale=gi, num_inference_steps=cfg.steps
-        )
+    looks = {i: tuple(t[a] for a in LOOK) for i, t in truth.items()}
+    for g in args.guidance:
+        gen = IAMGGenerator(ds, args.generator, guidance_scale=g, num_inference_steps=cfg.steps)
         half_life = gen.context.settings.recency_half_life
-        wanted = [dict(zip(LOOK, history_look(truth, histories[u], half_life))) for u in users]
+        wanted = [dict(zip(LOOK, history_look(looks, histories[u], half_life))) for u in users]
         for method in args.methods:
             reads = judge.read([x.images[0] for x in gen.generate_batch(pairs, seed=cfg.seed, method=method)])
             gain = personalization_gain([oracle.utility(u, r, now[u]) for u, r in zip(users, reads)], base)
             kept = attribute_preservation(reads, [truth[i] for i in targets], ("category",))
-            line = f"guidance {g:g}/{gi or g:g} {method:<9}: gain {gain.mean():+.2f}, fidelity {kept:.2f}"
+            line = f"guidance {g:g} {method:<9}: gain {gain.mean():+.2f}, fidelity {kept:.2f}"
             for a in LOOK:
                 hit = np.mean([r[a] == w[a] for r, w in zip(reads, wanted)])
                 part = np.mean(

@@ -32,15 +32,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from tailorgen.data import Dataset
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext
-from tailorgen.generation.train import LOOK, GeneratorTrainConfig, ensure_training_shop, history_look
+from tailorgen.generation.train import GeneratorTrainConfig, history_look
+from tailorgen.generation.train.dataset import generator_shop
 from tailorgen.interests import recency_weights
 from tailorgen.world import Oracle
+from tailorgen.world.knowledge import LOOK
 
 
 def probe(x: np.ndarray, y: np.ndarray, split: int) -> float:
@@ -53,7 +56,7 @@ def training_shop_requests(
 ) -> tuple[PersonalizationContext, dict, list[tuple[str, str, list[str]]]]:
     """The training shop's context, its item truth and ``n`` random (user, catalog item, history before a position)."""
     cfg = GeneratorTrainConfig()
-    ds = Dataset(ensure_training_shop(cfg, work_dir))
+    ds = Dataset(generator_shop(cfg, work_dir).path)
     oracle = Oracle.load(ds.root)
     truth = {i: oracle.item_attributes(i, visual_only=True) for i in ds.item_row}
     ctx = PersonalizationContext(ds, settings)
@@ -82,14 +85,15 @@ def main() -> None:
     half_life = ctx.settings.recency_half_life
     pairs, histories = [(u, x) for u, x, _ in examples], [h for *_, h in examples]
     exclude = [set(ctx.histories[u]) for u, *_ in examples]
-    labels = dict(zip(LOOK, np.array([history_look(truth, h, half_life) for h in histories]).T))
+    looks = {i: tuple(t[a] for a in LOOK) for i, t in truth.items()}
+    labels = dict(zip(LOOK, np.array([history_look(looks, h, half_life) for h in histories]).T))
     y = labels["colour"]
     split = int(0.8 * len(y))
     image_emb, text_emb = ctx.image_retriever.embeddings, ctx.text_retriever.embeddings
     print(f"{len(y)} examples of shop seed {cfg.train_seed}")
     weights = [np.array(recency_weights(len(h), half_life)) for h in histories]
     history_mean = np.stack([(w[:, None] * image_emb.rows(h)).sum(0) / w.sum() for w, h in zip(weights, histories)])
-    recent = ctx.settings.history_images or 8
+    recent = ctx.spec.history_images or 8
     for attr, label in labels.items():
         values, counts = np.unique(label, return_counts=True)
         own = np.mean([truth[x][attr] == v for (_, x), v in zip(pairs, label)])
@@ -138,14 +142,13 @@ def probe_generator(path, ctx, pairs, histories, exclude, labels, split) -> None
     import torch
 
     from tailorgen.generation import PersonalizedImagePipeline
-    from tailorgen.generation.train import colour_histogram
 
     conditioner = PersonalizedImagePipeline.from_pretrained(path).conditioner.eval()
     n_images = conditioner.config.history_images
     if not n_images:
         raise SystemExit(f"{path}: this generator reads no history images")
     ctx.settings.image_query_mix = IAMGSettings().image_query_mix
-    ctx.settings.history_images = n_images
+    ctx.spec = dataclasses.replace(ctx.spec, history_images=n_images)
     features, interest, histograms = [], [], []
     with torch.inference_mode():
         for s in range(0, len(pairs), 256):
@@ -172,6 +175,16 @@ def probe_generator(path, ctx, pairs, histories, exclude, labels, split) -> None
         for attr, label in labels.items():
             line += f" {attr} {probe(x, label, split):.2f}"
         print(line)
+
+
+def colour_histogram(images, levels: int):
+    """(B, 3, H, W) images in [-1, 1] -> (B, levels**3) share of pixels per RGB cell: colours, no model."""
+    import torch.nn.functional as F
+
+    q = ((images + 1) / 2 * levels).long().clamp(0, levels - 1)
+    cell = (q[:, 0] * levels + q[:, 1]) * levels + q[:, 2]
+    counts = F.one_hot(cell.flatten(1), levels**3).sum(1).float()
+    return counts / counts.sum(1, keepdim=True)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,13 @@ def _add_conditions(parts: dict, ctx: PersonalizationContext, requests, chunk, u
     parts.setdefault("rewritten", []).append(np.full(len(chunk), not use_plain))
 
 
+def generator_shop(cfg: GeneratorTrainConfig, work_dir, progress: bool = True):
+    """The generator's own shop (built once under ``work_dir``, then reused), with its content hashes."""
+    world = WorldConfig(n_items=cfg.train_items, n_users=cfg.train_users, seed=cfg.train_seed)
+    path = f"{work_dir}/generator-{cfg.train_seed}-{cfg.train_items}-{cfg.train_users}"
+    return training_shop(path, world, progress=progress)
+
+
 def prepare_training_set(
     cfg: GeneratorTrainConfig, work_dir, progress: bool = True, device: str = "cpu"
 ) -> tuple[dict, PersonalizationContext, np.random.Generator, dict]:
@@ -84,9 +91,6 @@ def prepare_training_set(
     """
     setup(cfg.seed, cfg.threads, device)
     rng = np.random.default_rng(cfg.seed)
-    world = WorldConfig(n_items=cfg.train_items, n_users=cfg.train_users, seed=cfg.train_seed)
-    shop = training_shop(
-        f"{work_dir}/generator-{cfg.train_seed}-{cfg.train_items}-{cfg.train_users}", world, progress=progress
-    )
+    shop = generator_shop(cfg, work_dir, progress)
     ctx = PersonalizationContext(Dataset(shop.path), IAMGSettings(), progress=progress, spec=cfg.spec)
     return build_training_set(cfg, ctx, rng, progress), ctx, rng, shop.hashes
