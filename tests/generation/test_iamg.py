@@ -67,8 +67,8 @@ def test_generate_cli_single_and_batch(small_shop, tiny_generator, pair, tmp_pat
     assert json.loads((tmp_path / "one" / "manifest.json").read_text())["seed"] == 0
 
     csv = tmp_path / "pairs.csv"
-    other = Dataset(small_shop).items.column("item_id")[0].as_py()
-    csv.write_text(f"user_id,item_id\n{user},{item}\n{user},{other}\n")
+    other = next(i for i in Dataset(small_shop).items.column("item_id").to_pylist() if i != item)
+    csv.write_text(f"user_id,item_id\n{user},{item}\n{user},{other}\n{user},{item}\n")  # a repeat is one request
     res = runner.invoke(main, [*args, "--requests", str(csv), "--n", "1", "--out", str(tmp_path / "batch")])
     assert res.exit_code == 0, res.output
     assert len((tmp_path / "batch" / "records.jsonl").read_text().splitlines()) == 2

@@ -19,6 +19,9 @@ method, its parameters, the seed, counts and the sha256 of the input and of ever
 Splits live in ``DATASET/splits/NAME/`` (NAME a plain folder name) and are written atomically
 (built in a temporary directory, renamed into place); ``overwrite`` replaces only a folder that
 holds a split.json.
+
+Why one file of about 450 lines: the four methods share the writer, the split record and its
+checks, and read best side by side.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ trained to read) the same run reports the embedding-based metrics only, lists th
 The run is one task ("personalization") of the common benchmark record
 (:mod:`tailorgen.evaluation.runner`): every metric is computed per user by the tested functions
 of :mod:`tailorgen.evaluation.metrics`, and the record is ``iamg_benchmark.json``.
+
+Why one file of about 410 lines: the benchmark's steps (pick, generate, score, judge, quality,
+latency, table) each a function of a screen, in the order they run.
 """
 
 from __future__ import annotations

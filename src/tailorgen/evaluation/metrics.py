@@ -9,6 +9,10 @@ Conventions:
   geometry, torchmetrics for BLEU and ROUGE); each hand-written piece says why.
 * Bad input raises ``ValueError`` naming the argument: empty input, NaN, mismatched lengths,
   zero-length embeddings.
+
+Why one file of about 500 lines: it is a flat list of small, independent, tested functions that
+share the conventions above and the input checks below; a reader looks one up, and splitting by
+family would spread the shared checks over several files.
 """
 
 from __future__ import annotations

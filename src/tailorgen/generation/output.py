@@ -34,7 +34,7 @@ def open_run_folder(out: str | Path, config: dict, overwrite: bool = False, resu
         if run is None:
             raise FileExistsError(f"{out} is a folder that no generate run wrote; choose another --out")
         if resume:
-            if run != config:
+            if run != json.loads(json.dumps(config)):  # as stored: tuples are lists in JSON
                 raise ValueError(f"{out} holds a run of another config; --resume continues only the same run")
             return _done_records(out)
         if not overwrite:
