@@ -93,7 +93,7 @@ def main() -> None:
     print(f"{len(y)} examples of shop seed {cfg.train_seed}")
     weights = [np.array(recency_weights(len(h), half_life)) for h in histories]
     history_mean = np.stack([(w[:, None] * image_emb.rows(h)).sum(0) / w.sum() for w, h in zip(weights, histories)])
-    recent = ctx.spec.history_images or 8
+    recent = 8  # the shipped generator's history images
     for attr, label in labels.items():
         values, counts = np.unique(label, return_counts=True)
         own = np.mean([truth[x][attr] == v for (_, x), v in zip(pairs, label)])

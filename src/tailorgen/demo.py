@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tailorgen.common import atomic_write_text, write_json
+from tailorgen.common import atomic_dir, atomic_write_text, write_json
 from tailorgen.common.manifest import write_run_manifest
 from tailorgen.data import Dataset
 from tailorgen.data.stats import dataset_stats, plot_history_lengths
@@ -54,7 +54,8 @@ def run_demo(
         rng = np.random.default_rng([seed, 777])
         pairs = pick_requests(gen.context.histories, list(gen.context.texts), demo_users, 8, rng)
         generations = gen.generate_batch(pairs, n=images_per_user, seed=seed, method="full")
-        records = save_generations(generations, out / "generated", gen.checkpoints())
+        with atomic_dir(out / "generated", overwrite=True) as tmp:  # the demo's own folder: a rerun replaces it whole
+            records = save_generations(generations, tmp, gen.checkpoints())
         page = render_page(ds, generations, records)
         atomic_write_text(out / "index.html", page)
         page_path = str(out / "index.html")

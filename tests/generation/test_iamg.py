@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -282,16 +283,22 @@ def test_generate_runs_are_never_mixed_and_an_interrupted_one_resumes(small_shop
     res = runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out)])
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert (out / user / f"{item}__full" / "image_0.png").read_bytes() == first
-    # An interrupted batch: the first request is done; --resume makes only the second.
-    csv.write_text(f"user_id,item_id\n{user},{item}\n{user},{other}\n")
+    # --resume finishes the same run only: other requests (even as many) are another run.
+    csv.write_text(f"user_id,item_id\n{user},{other}\n")
     res = runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out), "--resume"])
-    assert res.exit_code == 2 and "another config" in res.output  # 2 pairs now: another run
-    (out / "run.json").write_text((out / "run.json").read_text().replace('"pairs": 1', '"pairs": 2'))
+    assert res.exit_code == 2 and "another config" in res.output
+    # A run of two requests killed after the first: --resume makes only the second.
+    csv.write_text(f"user_id,item_id\n{user},{item}\n{user},{other}\n")
+    res = runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    shutil.rmtree(out / user / f"{other}__full")  # as if killed before the second request was written
+    (out / "records.jsonl").write_text((out / "records.jsonl").read_text().splitlines()[0] + "\n")
+    first = (out / user / f"{item}__full" / "image_0.png").read_bytes()
     res = runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out), "--resume"])
     assert res.exit_code == 0, res.output
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert [(r["user_id"], r["item_id"]) for r in records] == [(user, item), (user, other)]
-    assert (out / user / f"{item}__full" / "image_0.png").read_bytes() == first
+    assert sorted((r["user_id"], r["item_id"]) for r in records) == sorted([(user, item), (user, other)])
+    assert (out / user / f"{item}__full" / "image_0.png").read_bytes() == first  # the done one is not redone
     # --overwrite replaces a generate run, never a folder another program wrote.
     assert runner.invoke(main, [*args, "--requests", str(csv), "--out", str(out), "--overwrite"]).exit_code == 0
     notes = tmp_path / "notes"

@@ -8,6 +8,7 @@ finds in its work dir as the shop of its config.
 """
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -269,6 +270,16 @@ def test_clear_errors_for_what_sd_cannot_train(sd_folder, work_dir, tmp_path):
         train_generator(_cfg(unet_only), tmp_path / "out", work_dir, progress=False)
     with pytest.raises(ValueError, match="which this command reads"):  # OUT over the SD weights
         train_generator(_cfg(sd), sd.parent, work_dir, progress=False)
+    # Refused before any work too: continuing a saved generator, and an IP-Adapter that is not there.
+    with pytest.raises(ValueError, match="init_from: the sd15 backend starts from SD's frozen weights"):
+        train_generator(dataclasses.replace(_cfg(sd), init_from=str(sd)), tmp_path / "out", work_dir, progress=False)
+    with pytest.raises(FileNotFoundError, match="ip_adapter: .* is not a file"):
+        train_generator(
+            dataclasses.replace(_cfg(sd), ip_adapter=str(tmp_path / "none.bin")),
+            tmp_path / "out",
+            work_dir,
+            progress=False,
+        )
     # The CLI's defaults read the accent through the UNet: SD needs --no-accent-film, and says so.
     res = CliRunner().invoke(main, ["train", "generator", "--backend", "sd15", "--pretrained", str(sd), "--out", "x"])
     assert res.exit_code == 2 and "accent_film" in res.output

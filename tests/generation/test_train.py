@@ -224,6 +224,9 @@ def test_fine_tuning_a_saved_generator_records_its_parent_by_content(tiny_genera
     w = "history_encoder.0.weight"
     assert not torch.equal(before.conditioner.state_dict()[w], after.conditioner.state_dict()[w])
     # Shapes and what the generator reads must match the saved one's.
+    with pytest.raises(FileNotFoundError, match="is not a saved generator"):  # before any set is built
+        train_generator(GeneratorTrainConfig.from_dict(base | {"init_from": str(tmp_path)}), out, tmp_path / "w")
+    assert not (tmp_path / "w").exists()
     for wrong in ({"history_images": 0}, {"cross_attention_dim": 64}, {"accent_film": False}):
         with pytest.raises(ValueError, match="cannot fine-tune"):
             train_generator(GeneratorTrainConfig.from_dict(base | wrong), out, path.parent / "work", progress=False)

@@ -62,6 +62,8 @@ def test_toml_yaml_and_a_training_report_are_config_files(tmp_path):
         ('{"epochs": "many"}', [], "r.json: epochs must be an integer, got 'many'"),
         ('{"epochs": 3.0}', [], "r.json: epochs must be an integer, got 3.0"),
         ('{"lr": true}', [], "r.json: lr must be a number, got True"),
+        (None, ["lr=nan"], "lr must be a number, got 'nan'"),
+        (None, ["lr=inf"], "lr must be a number, got 'inf'"),
         ('{"nope": 1}', [], "r.json: Recipe has no key 'nope'; allowed: channels, ema, epochs, init_from, lr, target"),
         ("{epochs: 3", [], "r.json: not valid JSON"),
         ("[1, 2]", [], "r.json: a config file holds a table of key = value, not a list"),

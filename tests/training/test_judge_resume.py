@@ -108,5 +108,5 @@ def test_train_judge_command_refuses_bad_keys_values_and_devices_before_training
     res = runner.invoke(main, ["train", "judge", "--out", str(out), "--set", "width=wide"])
     assert res.exit_code == 2 and "--set width=wide: width must be an integer, got 'wide'" in res.output
     res = runner.invoke(main, ["train", "judge", "--out", str(out), "--device", "tpu"])
-    assert res.exit_code == 1 and "device: 'tpu'" in res.output and "allowed:" in res.output
+    assert res.exit_code == 2 and "device: 'tpu'" in res.output and "allowed:" in res.output
     assert not out.exists()

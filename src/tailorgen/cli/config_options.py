@@ -93,14 +93,14 @@ def config_options(cls: type, aliases: dict[str, list[str]] | None = None) -> li
         click.Option(
             ["--config", "config_file"],
             type=click.Path(exists=True, dir_okay=False),
-            help="A .json, .toml or .yaml file of KEY = VALUE (or a training_report.json, whose config is "
-            "used); the options below and --set override it.",
+            help="A .json, .toml or .yaml file of KEY = VALUE (or a training_report.json written by this "
+            "version, whose config is used); the options below and --set override it.",
         ),
         click.Option(
             ["--set", "overrides"],
             multiple=True,
             metavar="KEY=VALUE",
-            help="Set any config key, e.g. --set epochs=3 (repeatable; applied last).",
+            help="Set any config key, e.g. --set seed=1 (repeatable; applied last).",
         ),
     ]
     for f in dataclasses.fields(cls):

@@ -84,7 +84,7 @@ def generate(
 ) -> None:
     """Generate the personalized version of an item for a user, and record every step.
 
-    Writes OUT/USER/ITEM__METHOD/image_K.png and record.json (the user's interest tags, the
+    Writes OUT/run.json (the options), OUT/USER/ITEM__METHOD/image_K.png and record.json (the user's interest tags, the
     rewritten text, the retrieved text and image neighbours with scores, the seed, the time each
     stage took and the hashes of every checkpoint), OUT/records.jsonl and OUT/manifest.json.
     Folder names are made safe from the ids (docs/data.md); the record keeps the ids. Each batch is
@@ -95,6 +95,7 @@ def generate(
       tailorgen generate runs/demo/shop --user u007 --item i0042 --n 4
       tailorgen generate runs/demo/shop --requests pairs.csv --n 2
     """
+    from tailorgen.common import hash_bytes
     from tailorgen.common.manifest import write_run_manifest
     from tailorgen.generation.iamg import IAMGGenerator
     from tailorgen.generation.output import generate_into
@@ -122,6 +123,7 @@ def generate(
     )
     config = {"method": method, "n": n, "steps": steps, "guidance": guidance, "rewriter": rewriter, "seed": seed}
     config |= {"settings": dataclasses.asdict(gen.context.settings), "pairs": len(pairs)}
+    config["pairs_hash"] = hash_bytes("\n".join(f"{u}\t{i}" for u, i in pairs).encode())  # --resume: the same requests
     config["generator"] = gen.checkpoints()
     records = generate_into(gen, pairs, out, config, n, seed, method, overwrite=overwrite, resume=resume)
     write_run_manifest(out, "tailorgen generate", config, seed, {"records": Path(out) / "records.jsonl"})

@@ -26,12 +26,9 @@ def _work_dir_option(fn):
 
 
 def _run(trainer, cfg, out, work_dir, device, checkpoint_every) -> dict:
-    from tailorgen.training import TrainingError
-
-    try:
-        return trainer(cfg, out, work_dir, device=device, checkpoint_every=checkpoint_every)
-    except TrainingError as e:  # a device this machine lacks, a checkpoint of another config in --out
-        raise click.ClickException(str(e)) from e
+    # A TrainingError (a device this machine lacks, a checkpoint of another config in --out) is a
+    # ValueError: the CLI-wide handler makes it one `error:` line and exit code 2.
+    return trainer(cfg, out, work_dir, device=device, checkpoint_every=checkpoint_every)
 
 
 @train.command(

@@ -32,3 +32,15 @@ def hash_tree(root: str | os.PathLike) -> str:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def component_hashes(folder: str | Path, parts: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of each part's safetensors weights in a diffusers-style folder ("unknown" where a part has none).
+
+    Names a saved model by its content, not its folder, which may be moved or replaced.
+    """
+    out = {}
+    for part in parts:
+        weights = sorted((Path(folder) / part).glob("*.safetensors"))
+        out[part] = hash_file(weights[0]) if weights else "unknown"
+    return out

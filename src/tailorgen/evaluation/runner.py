@@ -235,11 +235,6 @@ def build_record(
     }
 
 
-def per_unit_array(record: Mapping, task: str, method: str, metric: str) -> np.ndarray:
-    """One cell's per-unit values from a record, as an array."""
-    return np.asarray(record["per_unit"][task][method][metric], dtype=np.float64)
-
-
 def write_record(record: Mapping, out_dir: str | Path) -> Path:
     """Write ``OUT_DIR/<benchmark>_benchmark.json`` (temp file, then rename); returns its path."""
     out_dir = Path(out_dir)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tailorgen.common import atomic_write_text, hash_file, write_json
+from tailorgen.common import atomic_write_text, component_hashes, write_json
 from tailorgen.data import Dataset, id_file_stem
 from tailorgen.encoders.image import images_to_tensor
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext, Request
@@ -169,9 +169,8 @@ class IAMGGenerator:
             "rewriter": self.context.rewriter.backend,
         }
         if self.pipeline_path is not None:
-            for part in ("unet", "conditioner"):
-                weights = sorted((self.pipeline_path / part).glob("*.safetensors"))
-                out[f"generator_{part}"] = hash_file(weights[0]) if weights else "unknown"
+            parts = component_hashes(self.pipeline_path, ("unet", "conditioner"))
+            out |= {f"generator_{part}": h for part, h in parts.items()}
         return out
 
     def generate_batch(

@@ -107,11 +107,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
     @property
     def condition_spec(self) -> ConditionSpec:
         """What this generator reads besides text, item image and neighbours (see ``generation.spec``)."""
-        return ConditionSpec(
-            history_images=int(self.conditioner.config.get("history_images", 0)),
-            accent_token=bool(self.conditioner.config.get("accent_token", False)),
-            accent_film=reads_accent(self.unet),
-        )
+        return ConditionSpec.of(self.unet, self.conditioner)
 
     @property
     def reads_source_image(self) -> bool:

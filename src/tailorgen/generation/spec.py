@@ -35,5 +35,14 @@ class ConditionSpec:
         """Whether a request must carry the history accent (for the token, the UNet, or both)."""
         return self.accent_token or self.accent_film
 
+    @classmethod
+    def of(cls, unet, conditioner) -> ConditionSpec:
+        """What a (unet, conditioner) pair reads, from their saved configs."""
+        return cls(
+            history_images=int(conditioner.config.get("history_images", 0)),
+            accent_token=bool(conditioner.config.get("accent_token", False)),
+            accent_film=unet.config.get("class_embed_type") == "projection",
+        )
+
     def to_dict(self) -> dict:
         return asdict(self)

@@ -27,7 +27,7 @@ HISTORY_ACCENT_DIM = 5
 # garment's pixels within a few levels of its main colour, so 0.2 (about 25 of 255 per channel)
 # still ignores shading: on a shop's 2,000 images it read the second colour right in 82% (95% of
 # checks, dots, stripes and zigzags; gradients fade into a tint and are mostly missed), against
-# 73% at 0.35, the accent loss's threshold.
+# 73% at 0.35, ``main_and_accent``'s default tolerance.
 ACCENT_TOL = 0.2
 
 

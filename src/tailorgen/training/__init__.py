@@ -3,7 +3,7 @@
 A trainer reads top to bottom::
 
     device = setup(cfg.seed, cfg.threads, device)            # seeds, threads, a checked device
-    shop = training_shop(work_dir / "train", WorldConfig(n_items=cfg.items, seed=cfg.train_seed))
+    shop = training_shop(work_dir / "train", WorldConfig(n_items=cfg.train_items, seed=cfg.train_seed))
     model, opt = build(cfg).to(device), torch.optim.AdamW(...)
     rng = np.random.default_rng(cfg.seed)                    # the loop's own draws come from here (or torch's)
     run = TrainingRun(out, cfg, steps=cfg.steps, seed=cfg.seed, device=device, data={"train": shop.hashes})

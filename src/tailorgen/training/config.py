@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -60,7 +61,7 @@ def config_from(cls: type[T], file: str | Path | None = None, overrides: typing.
         key, sep, text = item.partition("=")
         source = f"--set {item}"
         if not sep or not key.strip():
-            raise ConfigError(f"{source}: write each override as key=value, e.g. --set epochs=3")
+            raise ConfigError(f"{source}: write each override as key=value, e.g. --set seed=1")
         key = key.strip().replace("-", "_")
         values[key] = convert(text.strip(), types_[_known(key, types_, cls, source)], f"{source}: {key}")
     try:
@@ -181,7 +182,10 @@ def _convert(value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool):
             raise TypeError(value)
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):  # NaN or infinity is no learning rate, decay or weight
+            raise ValueError(value)
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise TypeError(value)

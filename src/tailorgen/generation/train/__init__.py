@@ -23,7 +23,13 @@ from tailorgen.generation.train.config import GeneratorTrainConfig
 from tailorgen.generation.train.dataset import build_training_set, prepare_training_set
 from tailorgen.generation.train.examples import IMAGE_SIZE, history_look
 from tailorgen.generation.train.loop import fit_phase, noise_scheduler
-from tailorgen.generation.train.models import build_models, grow_to_spec, load_models, parent_record
+from tailorgen.generation.train.models import (
+    build_models,
+    check_init_from,
+    grow_to_spec,
+    load_models,
+    parent_record,
+)
 from tailorgen.training import CHECKPOINT_EVERY, TrainingRun, resolve_device, write_report
 from tailorgen.training.run import is_training_output
 
@@ -55,6 +61,8 @@ def train_generator(
     t0 = time.perf_counter()
     device = resolve_device(device)
     check_output_dir(out, overwrite=True, replaceable=is_training_output, what="generator")  # before hours of work
+    if cfg.init_from:
+        check_init_from(cfg)
     data, ctx, rng, hashes = prepare_training_set(cfg, work_dir, progress, device)
     prep = time.perf_counter() - t0
     return fit_generator(

@@ -94,8 +94,10 @@ class GeneratorTrainConfig:
 
     @classmethod
     def from_dict(cls, config: dict) -> GeneratorTrainConfig:
-        """The config a training report or pack recorded (unknown keys are an error)."""
-        return cls(**config)
+        """The config a training report or pack recorded; an unknown key or a bad value is a ConfigError naming it."""
+        from tailorgen.training import config_from
+
+        return config_from(cls, **config)
 
     @property
     def spec(self) -> ConditionSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tailorgen.common import hash_file
+from tailorgen.common import component_hashes
 from tailorgen.generation.conditioning import PersonalizationConditioner
 from tailorgen.generation.pipeline import PersonalizedImagePipeline
 from tailorgen.generation.spec import ConditionSpec
@@ -34,6 +34,8 @@ def build_models(cfg: GeneratorTrainConfig, spec: ConditionSpec, embed_dim: int,
 
 def load_models(path: str | Path, cfg: GeneratorTrainConfig):
     """(unet, conditioner) of a saved generator, whose shapes must be the config's: the report records the config."""
+    if not (Path(path) / "model_index.json").is_file():
+        raise FileNotFoundError(f"init_from: {path} is not a saved generator (no model_index.json)")
     pipe = PersonalizedImagePipeline.from_pretrained(str(path))
     shapes = {
         "block_out_channels": tuple(pipe.unet.config.block_out_channels),
@@ -45,6 +47,15 @@ def load_models(path: str | Path, cfg: GeneratorTrainConfig):
     return pipe.unet, pipe.conditioner
 
 
+def check_init_from(cfg: GeneratorTrainConfig) -> None:
+    """Refuse, before hours of set preparation, a saved generator the run's first phase cannot start from.
+
+    A generator that already reads the accent (the shipped one) can only be fine-tuned: ``steps=0``.
+    """
+    unet, conditioner = load_models(cfg.init_from, cfg)
+    grow_to_spec(unet, conditioner, cfg.phase_spec(cfg.phases()[0][0]))
+
+
 def grow_to_spec(unet, conditioner, spec: ConditionSpec):
     """The modules, with the accent parts ``spec`` asks for added at zero output; nothing else may differ.
 
@@ -52,14 +63,9 @@ def grow_to_spec(unet, conditioner, spec: ConditionSpec):
     trained; the class embedding's last layer is zero, as ControlNet starts its convolutions), so a
     fine-tune begins from the saved model's outputs.
     """
-    have = ConditionSpec(
-        int(conditioner.config.get("history_images", 0)),
-        bool(conditioner.config.get("accent_token", False)),
-        unet.config.get("class_embed_type") == "projection",
-    )
-    if have.history_images != spec.history_images or (have.accent_token and not spec.accent_token):
-        raise ValueError(f"cannot fine-tune a generator that reads {have} into one that reads {spec}")
-    if have.accent_film and not spec.accent_film:
+    have = ConditionSpec.of(unet, conditioner)
+    dropped = (have.accent_token and not spec.accent_token) or (have.accent_film and not spec.accent_film)
+    if have.history_images != spec.history_images or dropped:
         raise ValueError(f"cannot fine-tune a generator that reads {have} into one that reads {spec}")
     if spec.accent_token and not have.accent_token:
         conditioner = grow(conditioner, PersonalizationConditioner.from_config(conditioner.config, accent_token=True))
@@ -70,9 +76,4 @@ def grow_to_spec(unet, conditioner, spec: ConditionSpec):
 
 def parent_record(path: str | Path) -> dict:
     """A saved generator named by the content of its weights, not by its folder (which may change)."""
-    path = Path(path)
-    out = {"path": str(path)}
-    for part in ("unet", "conditioner"):
-        weights = sorted((path / part).glob("*.safetensors"))
-        out[part] = hash_file(weights[0]) if weights else "unknown"
-    return out
+    return {"path": str(path)} | component_hashes(path, ("unet", "conditioner"))

@@ -45,7 +45,7 @@ from diffusers.training_utils import EMAModel
 from diffusers.utils import convert_state_dict_to_diffusers
 from tqdm.auto import tqdm
 
-from tailorgen.common import hash_file
+from tailorgen.common import component_hashes, hash_file
 from tailorgen.common.atomic import atomic_dir, check_output_dir
 from tailorgen.generation.conditioning import PersonalizationConditioner
 from tailorgen.generation.context import IAMGSettings
@@ -145,6 +145,13 @@ def check_sd15_config(cfg: GeneratorTrainConfig, out: str | Path) -> None:
             "accent_film: Stable Diffusion's UNet has no class embedding to read the history accent through; "
             "give accent_film=False (--no-accent-film) with backend 'sd15' (accent_token still adds it as a token)"
         )
+    if cfg.init_from:
+        raise ValueError(
+            "init_from: the sd15 backend starts from SD's frozen weights and a fresh conditioner; "
+            "continuing a saved sd15 generator is not supported yet"
+        )
+    if cfg.ip_adapter and not Path(cfg.ip_adapter).is_file():
+        raise FileNotFoundError(f"ip_adapter: {cfg.ip_adapter} is not a file (an IP-Adapter's weights)")
     root = Path(cfg.pretrained)
     missing = [name for name in SD_FOLDERS if not (root / name).is_dir()]
     if missing:
@@ -371,11 +378,7 @@ def _count(module, lora: bool | None = None) -> int:
 
 def _sd_record(path: str | Path, ip_adapter) -> dict:
     """The pretrained weights, named by content (a folder may be moved or replaced)."""
-    path = Path(path)
-    out: dict = {"path": str(path)}
-    for part in ("unet", "vae", "text_encoder"):
-        weights = sorted((path / part).glob("*.safetensors"))
-        out[part] = hash_file(weights[0]) if weights else "unknown"
+    out: dict = {"path": str(path)} | component_hashes(path, ("unet", "vae", "text_encoder"))
     if ip_adapter:
         out["ip_adapter"] = {"path": str(ip_adapter), "sha256": hash_file(ip_adapter)}
     return out
