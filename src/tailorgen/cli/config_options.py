@@ -67,8 +67,8 @@ class ConfigCommand(click.Command):
 
 def run_options() -> list[click.Option]:
     """``--device`` and ``--checkpoint-every``: how a run goes, not what it trains (not in the config's hash)."""
+    from tailorgen.common.devices import DEVICES
     from tailorgen.training import CHECKPOINT_EVERY
-    from tailorgen.training.environment import DEVICES
 
     return [
         click.Option(["--device"], default="cpu", show_default=True, help=f"Where to train: {DEVICES}."),

@@ -7,29 +7,16 @@ import random
 import numpy as np
 import torch
 
+from tailorgen.common.devices import check_device
 from tailorgen.training.errors import TrainingError
-
-DEVICES = "cpu, cuda, cuda:N (N a GPU index) or auto (cuda if there is one, else cpu)"
 
 
 def resolve_device(device: str) -> str:
-    """``device`` checked against this machine: "auto" becomes "cuda" or "cpu"; an absent GPU is an error."""
-    name = str(device).strip().lower()
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return "cpu"
-    kind, _, index = name.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise TrainingError(f"device: {device!r} is not a device tailorgen trains on; allowed: {DEVICES}")
-    if not torch.cuda.is_available():
-        raise TrainingError(f"device: {device!r} asked for, but this machine has no CUDA GPU; allowed here: cpu, auto")
-    if index and int(index) >= torch.cuda.device_count():
-        raise TrainingError(
-            f"device: {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
-            f"allowed: cpu, cuda, cuda:0..cuda:{torch.cuda.device_count() - 1}, auto"
-        )
-    return name
+    """``device`` checked against this machine (``common.devices``): "auto" becomes "cuda" or "cpu"."""
+    try:
+        return check_device(device)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
 
 
 def setup(seed: int, threads: int, device: str = "cpu") -> str:
