@@ -22,7 +22,7 @@ from tailorgen.generation.pipeline import PersonalizedImagePipeline
 from tailorgen.generation.train.config import GeneratorTrainConfig
 from tailorgen.generation.train.dataset import build_training_set, prepare_training_set
 from tailorgen.generation.train.examples import IMAGE_SIZE, history_look
-from tailorgen.generation.train.loop import fit_phase, noise_scheduler
+from tailorgen.generation.train.loop import fit_phase, noise_scheduler, phase_run
 from tailorgen.generation.train.models import (
     build_models,
     check_init_from,
@@ -30,7 +30,7 @@ from tailorgen.generation.train.models import (
     load_models,
     parent_record,
 )
-from tailorgen.training import CHECKPOINT_EVERY, TrainingRun, resolve_device, write_report
+from tailorgen.training import CHECKPOINT_EVERY, resolve_device, write_report
 from tailorgen.training.run import is_training_output
 
 __all__ = [
@@ -95,18 +95,7 @@ def fit_generator(
     for phase in phases:
         spec = cfg.phase_spec(phase[0])
         unet, conditioner = grow_to_spec(unet, conditioner, spec)
-        run = TrainingRun(
-            out / "checkpoints" / phase[0],
-            cfg,
-            phase[1],
-            seed=cfg.seed,
-            device=device,
-            data={"train": data_hashes or {}},
-            checkpoint_every=checkpoint_every,
-            stop_after=stop_after,
-            progress=progress,
-            desc=f"train generator ({phase[0]})",
-        )
+        run = phase_run(out, cfg, phase, device, data_hashes, checkpoint_every, stop_after, progress)
         unet, conditioner = fit_phase(run, cfg, phase, data, unet, conditioner, spec, rng, device)
         runs.append(run)
     pipe = PersonalizedImagePipeline(

@@ -9,6 +9,8 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
@@ -25,6 +27,22 @@ from tailorgen.training.schedule import set_lr, warmup_cosine
 def noise_scheduler(cfg: GeneratorTrainConfig) -> DDPMScheduler:
     return DDPMScheduler(
         num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=cfg.prediction_type
+    )
+
+
+def phase_run(out, cfg, phase, device, data_hashes, checkpoint_every, stop_after, progress, label="") -> TrainingRun:
+    """The ``TrainingRun`` of one phase: its checkpoints in ``OUT/checkpoints/PHASE``, so phases resume apart."""
+    return TrainingRun(
+        Path(out) / "checkpoints" / phase[0],
+        cfg,
+        phase[1],
+        seed=cfg.seed,
+        device=device,
+        data={"train": data_hashes or {}},
+        checkpoint_every=checkpoint_every,
+        stop_after=stop_after,
+        progress=progress,
+        desc=f"train generator{label} ({phase[0]})",
     )
 
 

@@ -53,7 +53,7 @@ from tailorgen.generation.pipeline import PersonalizedImagePipeline
 from tailorgen.generation.spec import ConditionSpec
 from tailorgen.generation.train.config import GeneratorTrainConfig
 from tailorgen.generation.train.dataset import prepare_training_set
-from tailorgen.generation.train.loop import TrainingSet
+from tailorgen.generation.train.loop import TrainingSet, phase_run
 from tailorgen.generation.train.models import grow_to_spec
 from tailorgen.interests.accent import accent_pixels
 from tailorgen.training import CHECKPOINT_EVERY, TrainingRun, resolve_device, set_lr, warmup_cosine, write_report
@@ -114,18 +114,7 @@ def fit_sd15(
     for phase in cfg.phases():
         spec = cfg.phase_spec(phase[0])
         _, conditioner = grow_to_spec(sd.unet, conditioner, spec)
-        run = TrainingRun(
-            Path(out) / "checkpoints" / phase[0],
-            cfg,
-            phase[1],
-            seed=cfg.seed,
-            device=device,
-            data={"train": data_hashes or {}},
-            checkpoint_every=checkpoint_every,
-            stop_after=stop_after,
-            progress=progress,
-            desc=f"train generator on sd15 ({phase[0]})",
-        )
+        run = phase_run(out, cfg, phase, device, data_hashes, checkpoint_every, stop_after, progress, " on sd15")
         conditioner = fit_sd15_phase(run, cfg, phase, data, sd, conditioner, spec, rng, device)
         runs.append(run)
     # OUT is replaced only when the pipeline and its report are complete; the checkpoints go with the old
