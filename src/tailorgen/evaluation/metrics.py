@@ -10,7 +10,7 @@ Conventions:
 * Bad input raises ``ValueError`` naming the argument: empty input, NaN, mismatched lengths,
   zero-length embeddings.
 
-Why one file of about 500 lines: it is a flat list of small, independent, tested functions that
+Why one file of about 550 lines: it is a flat list of small, independent, tested functions that
 share the conventions above and the input checks below; a reader looks one up, and splitting by
 family would spread the shared checks over several files.
 """
@@ -51,9 +51,11 @@ __all__ = [
     "rmse",
     "rouge",
     "sentence_bleu",
+    "unigram_precision",
 ]
 
 Reduce = Literal["mean", "none"]
+BleuReduce = Literal["corpus", "mean", "none"]
 
 # Cosine similarity at and above which an output counts as a near-copy of a catalog item. It
 # depends on the embedding space; 0.95 is strict for tailorgen's image encoder. One constant, so
@@ -232,25 +234,10 @@ def _references(preds: Sequence[str], references: Sequence[str | Sequence[str]])
     return refs
 
 
-def bleu(
-    preds: Sequence[str], references: Sequence[str | Sequence[str]], n_gram: int = 4, smooth: bool = True
-) -> float:
-    """Corpus BLEU-n (default BLEU-4) of whitespace-tokenized predictions; in [0, 1], higher is better.
-
-    ``references[i]`` is one reference string or a list of references for ``preds[i]``. N-gram
-    counts are pooled over the corpus (Papineni et al. 2002), uniform weights, brevity penalty
-    ``exp(1 - r/c)`` when the output is shorter than the references. ``smooth=True`` is Lin &
-    Och (2004) add-one smoothing of the n > 1 precisions, so short texts without a 4-gram match
-    still get a score; a text with no unigram match scores 0.
-
-    Counting and the unsmoothed / all-orders-matched score are torchmetrics' ``BLEUScore``. One
-    step is ours: torchmetrics returns 0 whenever any order has zero matches, *before* applying
-    its smoothing, which makes smoothed sentence BLEU-4 zero for most short explanations.
-    In that case we apply the same Lin & Och formula to torchmetrics' counts.
-    """
-    refs = _references(preds, references)
+def _bleu_of(preds: list[str], refs: list[list[str]], n_gram: int, smooth: bool) -> float:
+    """BLEU-n with counts pooled over ``preds`` (one prediction: sentence BLEU); see :func:`bleu`."""
     metric = BLEUScore(n_gram=n_gram, smooth=smooth)
-    metric.update(list(preds), refs)
+    metric.update(preds, refs)
     num = metric.numerator.double()
     den = metric.denominator.double()
     if num[0] == 0 or metric.preds_len == 0:
@@ -265,11 +252,66 @@ def bleu(
     return brevity * float(torch.exp(log_mean))
 
 
+def bleu(
+    preds: Sequence[str],
+    references: Sequence[str | Sequence[str]],
+    n_gram: int = 4,
+    smooth: bool = True,
+    reduce: BleuReduce = "corpus",
+) -> float | np.ndarray:
+    """BLEU-n (default BLEU-4) of whitespace-tokenized predictions; in [0, 1], higher is better.
+
+    ``references[i]`` is one reference string or a list of references for ``preds[i]``.
+    ``reduce="corpus"`` (the default) is corpus BLEU: n-gram counts pooled over all predictions
+    (Papineni et al. 2002). ``reduce="none"`` gives sentence BLEU of each prediction, one value per
+    unit (what a benchmark record stores), and ``reduce="mean"`` their mean, which is what a record
+    summarizes those values to; it is not the corpus BLEU. Uniform weights, brevity penalty
+    ``exp(1 - r/c)`` when the output is shorter than the references. ``smooth=True`` is Lin &
+    Och (2004) add-one smoothing of the n > 1 precisions, so short texts without a 4-gram match
+    still get a score; a text with no unigram match scores 0.
+
+    Tokens are whitespace-separated and case-sensitive (torchmetrics' tokenizer). Counting and the
+    unsmoothed / all-orders-matched score are torchmetrics' ``BLEUScore``. One step is ours:
+    torchmetrics returns 0 whenever any order has zero matches, *before* applying its smoothing,
+    which makes smoothed sentence BLEU-4 zero for most short explanations. In that case we apply
+    the same Lin & Och formula to torchmetrics' counts.
+    """
+    if reduce not in ("corpus", "mean", "none"):
+        raise ValueError(f"reduce must be 'corpus', 'mean' or 'none', got {reduce!r}")
+    refs = _references(preds, references)
+    if reduce == "corpus":
+        return _bleu_of(list(preds), refs, n_gram, smooth)
+    per_unit = np.array([_bleu_of([p], [r], n_gram, smooth) for p, r in zip(preds, refs)], dtype=np.float64)
+    return _reduce(per_unit, reduce)
+
+
 def sentence_bleu(pred: str, references: str | Sequence[str], n_gram: int = 4, smooth: bool = True) -> float:
     """BLEU of one prediction against its reference(s); see :func:`bleu`. In [0, 1]."""
     if not isinstance(pred, str):
         raise ValueError(f"pred must be a string, got {type(pred).__name__}")
-    return bleu([pred], [references], n_gram=n_gram, smooth=smooth)
+    return _bleu_of([pred], _references([pred], [references]), n_gram, smooth)
+
+
+def unigram_precision(
+    preds: Sequence[str], references: Sequence[str | Sequence[str]], reduce: Reduce = "mean"
+) -> float | np.ndarray:
+    """Clipped unigram precision of each prediction (BLEU-1's precision, no brevity penalty); in [0, 1].
+
+    The share of a prediction's tokens that the reference has, each token counted at most as often
+    as the reference has it (with several references, as often as the one that has it most);
+    Papineni et al.'s modified unigram precision, the "BLEU-1" explanation-generation papers report.
+    Tokens as in :func:`bleu` (whitespace-separated, case-sensitive; the counts are torchmetrics'
+    ``BLEUScore`` with ``n_gram=1``). An empty prediction scores 0. ``reduce="none"`` gives one value
+    per prediction; ``"mean"`` their mean (not the corpus-pooled precision).
+    """
+    refs = _references(preds, references)
+    per_unit = np.zeros(len(refs), dtype=np.float64)
+    for i, (p, r) in enumerate(zip(preds, refs)):
+        metric = BLEUScore(n_gram=1)
+        metric.update([p], [r])
+        tokens = float(metric.denominator[0])
+        per_unit[i] = float(metric.numerator[0]) / tokens if tokens > 0 else 0.0
+    return _reduce(per_unit, reduce)
 
 
 _ROUGE_KEYS = {"rouge_1": "rouge1", "rouge_2": "rouge2", "rouge_l": "rougeL"}

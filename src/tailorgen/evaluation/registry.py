@@ -66,16 +66,37 @@ _ALL = (
     MetricInfo("novelty", "novelty: not a near-copy of a catalog item", "novelty (not a near-copy)", "higher"),
     MetricInfo("diversity", "diversity: mean pairwise cosine distance among one user's images", "diversity", "higher"),
     # Recommendation and search (next: the unified model): one held-out item per user or query.
+    *_ranking(3),
     *_ranking(5),
     *_ranking(10),
     # Rating prediction.
     MetricInfo("rmse", "root mean squared error of predicted ratings", "RMSE", "lower", 3, aggregate="rms"),
     MetricInfo("mae", "mean absolute error of predicted ratings", "MAE", "lower", 3),
     # Explanation (review) generation.
-    MetricInfo("bleu4", "BLEU-4 of the generated explanation against the review", "BLEU-4", "higher", 3),
+    MetricInfo(
+        "bleu4",
+        "BLEU-4 of the generated explanation against the review (smoothed sentence BLEU, mean over units)",
+        "BLEU-4",
+        "higher",
+        3,
+    ),
+    MetricInfo(
+        "unigram_precision",
+        "BLEU-1 style unigram precision of the explanation against the review, as the UniMP reference code reports",
+        "unigram precision",
+        "higher",
+        3,
+    ),
     MetricInfo("rouge_1", "ROUGE-1 F1 against the review", "ROUGE-1", "higher", 3),
     MetricInfo("rouge_2", "ROUGE-2 F1 against the review", "ROUGE-2", "higher", 3),
     MetricInfo("rouge_l", "ROUGE-L F1 against the review", "ROUGE-L", "higher", 3),
+    MetricInfo(
+        "factual",
+        "share of explanations that name an attribute that really drives this user's utility for the item "
+        "(oracle, evaluation only)",
+        "factual",
+        "higher",
+    ),
 )
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _ALL}
 
