@@ -174,7 +174,7 @@ class SASRecRecommender(_CornacSequential):
     Defaults are sized for a shop of about 2,000 items and 1,200 users of ~20 interactions on a CPU:
     a 64-dim, 2-block model over the last 30 items, sampled softmax (256 shared negatives), 10 epochs.
     Measured on the 300-user demo shop (5,900 interactions): fit takes 23 s on one torch thread. Give
-    torch only free cores: two threads on two cores shared with another torch job took 30x longer.
+    torch only free cores: two threads on two cores shared with another torch job took 7x longer per epoch.
     """
 
     name = "sasrec"
