@@ -92,3 +92,22 @@ def train_generator_cmd(out, work_dir, device, checkpoint_every, cfg) -> None:
     report = _run(train_generator, cfg, out, work_dir, device, checkpoint_every)
     keys = ("examples", "renders", "personalize_examples", "prep_seconds", "train_seconds", "parameters")
     click.echo(json.dumps({k: report[k] for k in keys} | {"final_loss": report["loss_curve"][-1]}, indent=2))
+
+
+@train.command("unimp", cls=ConfigCommand, config="tailorgen.unified.train:UniMPTrainConfig")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
+def train_unimp_cmd(dataset, out, device, checkpoint_every, cfg) -> None:
+    """Train the unified model (UniMP) on DATASET: multi-task SFT over the interleaved history.
+
+    Every task's examples are pooled (mixed in proportion to their size); the loss reads only the
+    answers (the task's and every history item's id, rating and review), with task weights and a
+    focal term. Each user's last interaction and last query are held out (--holdout last), as the
+    benchmark tests them. One task (--tasks rating) trains the specialized model. The model for
+    the demo shop ships with tailorgen:
+    `tailorgen train unimp runs/demo/shop --out src/tailorgen/assets/unimp`.
+    """
+    from tailorgen.unified.train import train_unimp
+
+    report = train_unimp(cfg, dataset, out, device=device, checkpoint_every=checkpoint_every)
+    click.echo(json.dumps({k: report[k] for k in ("train_seconds", "parameters", "examples")}, indent=2))

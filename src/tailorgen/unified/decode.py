@@ -1,0 +1,163 @@
+"""Answers from the unified model, constrained to what a task can answer.
+
+- Items (recommendation, search). One token per item: the next-token distribution restricted to
+  the item tokens *is* the exact ranking of the whole catalog (a beam search over names one token
+  long would return the same top-k), so every item gets a score. Semantic ids: constrained beam
+  search through transformers' ``generate``, whose ``prefix_allowed_tokens_fn`` walks a trie of the
+  real items' code sequences, so it can only name items that exist; items a task leaves out (the
+  user's history) are cut at the last code. The UniMP reference decodes unconstrained over the
+  whole vocabulary and exact-matches the target, so it can name items that do not exist.
+- Ratings: the expected value of the distribution over ``<rate_1>``..``<rate_5>``.
+- Explanations: greedy decoding with every special token suppressed but ``<|endofchunk|>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from tailorgen.unified.batch import ImageFeatures, collate
+from tailorgen.unified.item_ids import IdTrie
+from tailorgen.unified.model import UnifiedModel
+from tailorgen.unified.serialize import Example, Serializer
+from tailorgen.unified.tokenizer import PieceEncoder
+from tailorgen.unified.vocab import END_OF_CHUNK, RATING_TOKENS, RATINGS
+
+
+class Decoder:
+    """A loaded model with what it needs to read examples: serializer, piece encoder, image features."""
+
+    def __init__(self, model: UnifiedModel, serializer: Serializer, images: ImageFeatures):
+        self.model, self.serializer, self.images = model, serializer, images
+        self.encoder = PieceEncoder(model.tokenizer)
+        tok = model.tokenizer
+        names = [tok.convert_tokens_to_ids(list(model.ids.name(i))) for i in model.ids.item_ids]
+        self.name_ids = names
+        self.trie = IdTrie(names, model.ids.item_ids)
+        self.single_token = model.ids.scheme == "token"
+        self.item_token_ids = torch.tensor([n[0] for n in names]) if self.single_token else None
+        self.rating_ids = torch.tensor(tok.convert_tokens_to_ids(list(RATING_TOKENS)))
+        self.eoc_id = tok.convert_tokens_to_ids(END_OF_CHUNK)
+
+    def _encoded(self, examples: Sequence[Example]):
+        return [
+            self.encoder.encode(self.serializer.pieces(ex, with_answer=False), self.model.config.max_length)
+            for ex in examples
+        ]
+
+    @torch.inference_mode()
+    def last_logits(self, examples: Sequence[Example]) -> torch.Tensor:
+        """Next-token logits after each example's prompt (its ``<answer>``), (B, vocab)."""
+        batch = collate(self._encoded(examples), self.model.tokenizer.pad_token_id, self.images).to(self.model.device)
+        hidden = self.model.hidden_states(batch.input_ids, batch.attention_mask, batch.image_features)
+        last = hidden[torch.arange(len(examples)), batch.lengths - 1]
+        return self.model.logits(last).float().cpu()
+
+    def item_scores(self, examples: Sequence[Example], batch_size: int = 64) -> np.ndarray:
+        """(B, n_items) log-probabilities of naming each item of the model's table (one-token ids)."""
+        if not self.single_token:
+            raise ValueError("item_scores needs one-token item ids; semantic ids are ranked by rank_items")
+        out = []
+        for s in range(0, len(examples), batch_size):
+            logits = self.last_logits(examples[s : s + batch_size])
+            out.append(torch.log_softmax(logits, -1)[:, self.item_token_ids].numpy())
+        return np.concatenate(out)
+
+    def rank_items(
+        self, examples: Sequence[Example], k: int = 10, exclude: Sequence[Sequence[str]] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """The top ``k`` real items for each example, best first, with scores (log-probabilities)."""
+        if self.single_token:
+            scores = self.item_scores(examples)
+            return [
+                _top(scores[b], self.model.ids.item_ids, self.model.ids.position, k, exclude[b] if exclude else ())
+                for b in range(len(examples))
+            ]
+        out = []
+        for s in range(0, len(examples), 16):
+            part = examples[s : s + 16]
+            excluded = [set(exclude[s + b]) if exclude else set() for b in range(len(part))]
+            out += self._beam(part, k, excluded)
+        return out
+
+    @torch.inference_mode()
+    def _beam(self, examples: Sequence[Example], k: int, exclude: list[set[str]]) -> list[list[tuple[str, float]]]:
+        embeds, mask = self._prompt_embeds(examples)
+        length, beams = self.trie.length, max(k, 10)
+
+        def allowed(row: int, prefix: torch.Tensor) -> list[int]:
+            prefix = prefix.tolist()
+            nxt = self.trie.allowed(prefix)
+            skip = exclude[row]  # generate passes the example index (batch_id), not the beam row
+            if len(prefix) == length - 1 and skip:
+                nxt = [t for t in nxt if self.trie.item([*prefix, t]) not in skip]
+            return nxt or [self.eoc_id]
+
+        out = self.model.lm.generate(
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=length, num_beams=beams,
+            num_return_sequences=beams, prefix_allowed_tokens_fn=allowed, do_sample=False, length_penalty=0.0,
+            early_stopping=True, return_dict_in_generate=True, output_scores=True,
+            pad_token_id=self.model.tokenizer.pad_token_id, eos_token_id=None,
+        )  # fmt: skip
+        seqs, scores = out.sequences.tolist(), out.sequences_scores.tolist()
+        ranked: list[list[tuple[str, float]]] = []
+        for b in range(len(examples)):
+            found: dict[str, float] = {}
+            for seq, score in zip(seqs[b * beams : (b + 1) * beams], scores[b * beams : (b + 1) * beams], strict=True):
+                item = self.trie.item(seq[-length:])
+                if item is not None and item not in exclude[b] and item not in found:
+                    found[item] = float(score)
+            ranked.append(list(found.items())[:k])
+        return ranked
+
+    def _prompt_embeds(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded prompt embeddings, as ``generate`` continues each row from its end."""
+        encoded = self._encoded(examples)
+        length = max(len(e.input_ids) for e in encoded)
+        pad = self.model.tokenizer.pad_token_id
+        ids = torch.full((len(encoded), length), pad)
+        mask = torch.zeros((len(encoded), length), dtype=torch.long)
+        for b, e in enumerate(encoded):
+            ids[b, length - len(e.input_ids) :] = torch.from_numpy(e.input_ids)
+            mask[b, length - len(e.input_ids) :] = 1
+        feats = self.images([i for e in encoded for i in e.images])
+        ids, mask = ids.to(self.model.device), mask.to(self.model.device)
+        return self.model.embed(ids, feats.to(self.model.device)), mask
+
+    def rate(self, examples: Sequence[Example], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Expected ratings (B,) and the distributions over 1..5 (B, 5)."""
+        probs = []
+        for s in range(0, len(examples), batch_size):
+            logits = self.last_logits(examples[s : s + batch_size])[:, self.rating_ids]
+            probs.append(torch.softmax(logits, -1).numpy())
+        p = np.concatenate(probs)
+        return p @ np.asarray(RATINGS, np.float64), p
+
+    @torch.inference_mode()
+    def explain(self, examples: Sequence[Example], max_new_tokens: int = 40, batch_size: int = 32) -> list[str]:
+        tok = self.model.tokenizer
+        # Every added token (structure, ratings, item names, codes) is suppressed but the chunk's end.
+        suppress = sorted(set(tok.get_added_vocab().values()) | set(tok.all_special_ids) - {self.eoc_id})
+        suppress = [i for i in suppress if i != self.eoc_id]
+        texts = []
+        for s in range(0, len(examples), batch_size):
+            embeds, mask = self._prompt_embeds(examples[s : s + batch_size])
+            out = self.model.lm.generate(
+                inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                suppress_tokens=suppress, eos_token_id=self.eoc_id, pad_token_id=tok.pad_token_id,
+            )  # fmt: skip
+            texts += [tok.decode(seq, skip_special_tokens=True).strip() for seq in out.tolist()]
+        return texts
+
+
+def _top(
+    scores: np.ndarray, items: list[str], position: dict, k: int, exclude: Sequence[str]
+) -> list[tuple[str, float]]:
+    s = scores.copy()
+    for i in exclude:
+        if i in position:
+            s[position[i]] = -np.inf
+    top = np.argsort(-s, kind="stable")[:k]
+    return [(items[j], float(s[j])) for j in top if np.isfinite(s[j])]
