@@ -112,7 +112,7 @@ def eval_cmd(run_dirs, out) -> None:
 @click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
               help="Benchmark on this dataset (an imported MovieLens or Amazon one) instead of a shop.")  # fmt: skip
 @click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True,
-              help="Where the shop is built and the trained models kept (reused while their config holds).")  # fmt: skip
+              help="Where the shop is built and the models kept (reused while their config holds).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Also write unimp_benchmark.json (every number, per user too) and report.html.")  # fmt: skip
 @device_option(help="Where the unified models train and answer.")
