@@ -22,9 +22,19 @@ class _Collect(HTMLParser):
 
 @pytest.fixture(scope="module")
 def demo(tiny_generator, tmp_path_factory):
+    from tailorgen.unified.train import UniMPTrainConfig, train_unimp
+    from tailorgen.world import WorldConfig
+    from tailorgen.world.build import ensure_shop
+
     out = tmp_path_factory.mktemp("demo") / "demo"
+    # The shipped unified model answers for the default demo shop only: train a tiny one on this one.
+    shop = ensure_shop(out / "shop", WorldConfig(n_items=200, n_users=40, seed=0), progress=False)
+    tiny = dict(steps=10, batch_size=4, hidden=32, layers=1, heads=2, bpe_vocab=300, threads=1)
+    train_unimp(UniMPTrainConfig(**tiny), shop, out.parent / "unimp", progress=False)
     args = ["demo", "--out", str(out), "--items", "200", "--users", "40", "--demo-users", "2", "--images", "2"]
-    res = CliRunner().invoke(main, [*args, "--steps", "2", "--generator", str(tiny_generator[0])])
+    res = CliRunner().invoke(
+        main, [*args, "--steps", "2", "--generator", str(tiny_generator[0]), "--unimp", str(out.parent / "unimp")]
+    )
     return out, res
 
 
@@ -45,6 +55,7 @@ def test_demo_runs_the_pipeline_and_writes_a_page(demo):
         assert r["user_id"] in text and r["item_id"] in text
         # The test generator reads the history accent (the recipe's spec), so each record carries it.
         assert len(r["history_accent"]) == 5
+    assert text.count("class='explanation'") == 2 and "unified model (UniMP)" in text
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["demo_users"] == 2 and "page" in manifest["artifacts"]
 
@@ -57,4 +68,4 @@ def test_the_demo_page_renders_in_a_browser(demo, browser):
     assert page.title.startswith("tailorgen demo")
     assert page.counts["section"] == page.counts["section h2"] == 2 and page.counts["section .tag"] > 0
     # Per user: history images, the target item, its neighbours and the generated images, all decoded.
-    assert len(page.images) >= 2 * (1 + 2 + 2) and page.height > 900
+    assert len(page.images) >= 2 * (1 + 2 + 2 + 5 + 5) and page.height > 900  # + UniMP's top-5 and search

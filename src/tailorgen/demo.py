@@ -35,6 +35,7 @@ def run_demo(
     images_per_user: int = 4,
     generator: str | Path | None = None,
     steps: int = 25,
+    unimp: str | Path | None = None,
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cfg = WorldConfig(n_items=n_items, n_users=n_users, seed=seed)
@@ -56,7 +57,11 @@ def run_demo(
         generations = gen.generate_batch(pairs, n=images_per_user, seed=seed, method="full")
         with atomic_dir(out / "generated", overwrite=True) as tmp:  # the demo's own folder: a rerun replaces it whole
             records = save_generations(generations, tmp, gen.checkpoints())
-        page = render_page(ds, generations, records)
+        answers, why_not = unimp_answers(ds, pairs, unimp)
+        summary["unimp"] = {"users": len(answers), "model": str(unimp or "shipped")} | (
+            {"skipped": why_not} if why_not else {}
+        )
+        page = render_page(ds, generations, records, answers, why_not)
         atomic_write_text(out / "index.html", page)
         page_path = str(out / "index.html")
         summary["generated"] = {"users": len(pairs), "images_per_user": images_per_user, "page": page_path}
@@ -66,6 +71,36 @@ def run_demo(
     config = dataclasses.asdict(cfg) | {"demo_users": demo_users, "images_per_user": images_per_user, "steps": steps}
     write_run_manifest(out, "tailorgen demo", config, seed, artifacts)
     return summary
+
+
+def unimp_answers(ds: Dataset, pairs, model_dir) -> tuple[dict[str, dict], str | None]:
+    """Per demo user, the unified model's answers: top-5, a search (their last query, else the
+    target's category), the target's predicted rating and explanation. A model trained on another
+    catalog cannot answer here: then no answers and the reason."""
+    from tailorgen.unified import UniMP
+
+    try:
+        model = UniMP(ds, model_dir)
+    except (ValueError, OSError) as e:
+        return {}, str(e)
+    queries = {}
+    if ds.queries is not None:
+        for q in sorted(ds.queries.to_pylist(), key=lambda q: q["timestamp"]):
+            queries[q["user_id"]] = q["query"]
+    recs = model.recommend([u for u, _ in pairs], k=5)
+    out = {}
+    for (user, item), top in zip(pairs, recs, strict=True):
+        query = queries.get(user) or ds.item(item).get("category") or "item"
+        expected, dist = model.rate(user, item)
+        out[user] = {
+            "recommend": top,
+            "query": query,
+            "search": model.search(user, query, k=5),
+            "rating": expected,
+            "distribution": dist.tolist(),
+            "explanation": model.explain(user, item),
+        }
+    return out, None
 
 
 def _img(image: Image.Image, title: str = "") -> str:
@@ -87,14 +122,42 @@ figure { margin: 0 4px; text-align: center; font-size: 11px; }
 """
 
 
-def render_page(ds: Dataset, generations, records: list[dict]) -> str:
-    """One self-contained HTML page (images inlined) with every I-AM-G step, one section per user."""
+def _unimp_html(ds: Dataset, user: str, item: str, answers: dict[str, dict], why_not: str | None) -> str:
+    if why_not:
+        return f"<div class='label'>unified model (UniMP)</div><p>not shown: {html.escape(why_not)}</p>"
+    a = answers[user]
+
+    def ranked(items):
+        return "".join(
+            f"<figure>{_img(ds.load_image(i), i)}<figcaption>{html.escape(i)} {s:.2f}</figcaption></figure>"
+            for i, s in items
+        )
+
+    dist = ", ".join(f"{p:.2f}" for p in a["distribution"])
+    return (
+        "<div class='label'>unified model (UniMP): next items (log-probabilities)</div>"
+        f"<div class='row'>{ranked(a['recommend'])}</div>"
+        f"<div class='label'>search: &ldquo;{html.escape(a['query'])}&rdquo;</div>"
+        f"<div class='row'>{ranked(a['search'])}</div>"
+        f"<div class='label'>predicted rating of {html.escape(item)}</div><p>{a['rating']:.2f} (P(1..5) = {dist})</p>"
+        f"<div class='label'>explanation</div><p class='explanation'>{html.escape(a['explanation'])}</p>"
+    )
+
+
+def render_page(
+    ds: Dataset, generations, records: list[dict], answers: dict[str, dict] | None = None, why_not: str | None = None
+) -> str:
+    """One self-contained HTML page (images inlined) with every I-AM-G step and the unified model's
+    answers, one section per user."""
+    answers = answers or {}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>tailorgen demo: I-AM-G</title>",
         f"<style>{PAGE_STYLE}</style></head><body>",
         "<h1>Personalized generation (I-AM-G) on the demo shop</h1>",
         "<p>Per user: the history they interacted with (oldest first), the interest tags mined from it, "
-        "the target item, its rewritten text, the retrieved neighbours, and the generated images.</p>",
+        "the target item, its rewritten text, the retrieved neighbours, and the generated images; then "
+        "what the unified model (UniMP) answers for the same user: next items, a search, the target's "
+        "rating and an explanation.</p>",
     ]
     for g, rec in zip(generations, records):
         r = g.request
@@ -120,6 +183,7 @@ def render_page(ds: Dataset, generations, records: list[dict]) -> str:
             f"<div class='label'>retrieved by text</div><div class='row'>{neighbours(r.text_neighbours)}</div>"
             f"<div class='label'>retrieved by image</div><div class='row'>{neighbours(r.image_neighbours)}</div>"
             f"<div class='label'>personalized images (seed {g.seed})</div><div class='row out'>{outs}</div>"
+            f"{_unimp_html(ds, r.user_id, r.item_id, answers, why_not)}"
             f"<details><summary>record</summary><pre>{html.escape(json.dumps(rec, indent=1))}</pre></details>"
             "</section>"
         )

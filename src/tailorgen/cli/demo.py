@@ -25,7 +25,9 @@ from tailorgen.cli import main
 @click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps.")
 @click.option("--generator", type=click.Path(file_okay=False), default=None,
               help="Generator pipeline folder (default: the shipped one).")  # fmt: skip
-def demo(out, seed, n_items, n_users, demo_users, images_per_user, steps, generator) -> None:
+@click.option("--unimp", "unimp_dir", type=click.Path(file_okay=False), default=None,
+              help="Unified model folder (default: the shipped one, made for the default demo shop).")  # fmt: skip
+def demo(out, seed, n_items, n_users, demo_users, images_per_user, steps, generator, unimp_dir) -> None:
     """Run I-AM-G end to end on the embedded default and write a page to look at.
 
     Builds the demo shop (OUT/shop), describes it (OUT/samples.png, OUT/history_lengths.png,
@@ -33,6 +35,8 @@ def demo(out, seed, n_items, n_users, demo_users, images_per_user, steps, genera
     text, retrieves neighbours and generates personalized images: OUT/generated/ holds the PNGs
     and a JSON record per user, OUT/index.html shows every step. OUT/manifest.json records the
     seed, config, versions and hashes. An existing OUT/shop built with the same settings is reused.
+    For the same users the page shows what the unified model (UniMP) answers: next items, a search,
+    the target item's predicted rating and an explanation.
     """
     from tailorgen.data.stats import format_stats
     from tailorgen.demo import run_demo
@@ -46,6 +50,7 @@ def demo(out, seed, n_items, n_users, demo_users, images_per_user, steps, genera
         images_per_user=images_per_user,
         generator=generator,
         steps=steps,
+        unimp=unimp_dir,
     )
     click.echo(format_stats(summary["stats"]))
     click.echo(f"\nwrote {out}/: shop/, samples.png, history_lengths.png, summary.json, manifest.json")

@@ -6,8 +6,8 @@
   into ``levels`` codes of ``codebook_size`` each (k-means on the residual at each level), plus a
   last code that tells apart the items whose codes collide. Similar items share code prefixes, so
   what the model learns about one transfers to its neighbours, and an item never seen in training
-  has a meaningful name. TIGER learns its codes with an RQ-VAE; residual k-means (FAISS' k-means
-  at each level) is the simpler standard variant and needs no training loop of its own.
+  has a meaningful name. TIGER learns its codes with an RQ-VAE; residual k-means (scikit-learn's
+  k-means at each level) is the simpler standard variant and needs no training loop of its own.
 
 Both give every item a tuple of tokens; ``IdTrie`` holds those tuples as token ids so decoding can
 only name real items.
@@ -85,17 +85,15 @@ class ItemIdentifiers:
 
 def residual_kmeans_codes(content: np.ndarray, levels: int, codebook_size: int, seed: int) -> np.ndarray:
     """(n, levels) codes: level l clusters what levels < l left unexplained."""
-    import faiss
+    from sklearn.cluster import KMeans
 
-    residual = content.copy()
+    residual = content.astype(np.float64)
     codes = np.zeros((len(content), levels), np.int64)
     k = min(codebook_size, len(content))
     for level in range(levels):
-        km = faiss.Kmeans(residual.shape[1], k, niter=25, seed=seed + level, verbose=False)
-        km.train(residual)
-        _, assign = km.index.search(residual, 1)
-        codes[:, level] = assign[:, 0]
-        residual = residual - km.centroids[assign[:, 0]]
+        km = KMeans(n_clusters=k, n_init=3, random_state=seed + level).fit(residual)
+        codes[:, level] = km.labels_
+        residual = residual - km.cluster_centers_[km.labels_]
     return codes
 
 

@@ -107,10 +107,16 @@ def item_identifiers(cfg: UniMPTrainConfig, content: ItemContent) -> ItemIdentif
     return ItemIdentifiers.semantic(content.item_ids, content.vectors, cfg.id_levels, cfg.codebook_size, cfg.seed)
 
 
-def prepare(cfg: UniMPTrainConfig, dataset_dir: str | Path, progress: bool = True) -> Prepared:
+def prepare(
+    cfg: UniMPTrainConfig, dataset_dir: str | Path, progress: bool = True, content: ItemContent | None = None
+) -> Prepared:
+    """``content``: the items' texts and embeddings computed elsewhere (``ItemContent.save``), else here."""
     dataset = Dataset.load(dataset_dir)
     split = build_task_split(dataset, cfg.tasks, cfg.holdout)
-    content = item_content(dataset, with_images=cfg.images, progress=progress)
+    if content is None:
+        content = item_content(dataset, with_images=cfg.images, progress=progress)
+    elif not cfg.images and content.has_images:
+        content = content.text_only()
     ids = item_identifiers(cfg, content)
     if cfg.base_model:
         tokenizer = extend_tokenizer(load_base_tokenizer(cfg.base_model), ids.all_tokens())
@@ -168,11 +174,16 @@ def train_unimp(
     device: str = "cpu",
     checkpoint_every: int = CHECKPOINT_EVERY,
     stop_after: int | None = None,
+    content: ItemContent | None = None,
 ) -> dict:
-    """Train on ``dataset_dir``'s training part; save the model to ``out`` (resumable)."""
+    """Train on ``dataset_dir``'s training part; save the model to ``out`` (resumable).
+
+    ``content`` (optional) holds the items' texts and embeddings computed on another machine, for
+    one (a lent GPU) that has the dataset's tables but not the encoders' weights.
+    """
     t0 = time.perf_counter()
     device = setup(cfg.seed, cfg.threads, device)
-    prep = prepare(cfg, dataset_dir, progress)
+    prep = prepare(cfg, dataset_dir, progress, content)
     model = build_model(cfg, prep).to(device).train()
     trainable = [p for p in model.parameters() if p.requires_grad]  # with a base LM: LoRA, new tokens, projector
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
