@@ -34,6 +34,7 @@ from tailorgen.evaluation import metrics as M
 from tailorgen.evaluation.runner import Task, against, build_record, write_record
 from tailorgen.training import config_from, setting
 from tailorgen.unified import baselines as B
+from tailorgen.unified.model import UnifiedConfig
 from tailorgen.unified.serialize import TASKS, Example
 from tailorgen.unified.tasks import TaskSplit, build_task_split
 from tailorgen.unified.train import UniMPTrainConfig, train_unimp
@@ -231,6 +232,86 @@ def latency(unimp: UniMP, split: TaskSplit, n: int = 50) -> dict:
     }
 
 
+@dataclass
+class Run:
+    """One benchmark run's shared inputs, and what its scorers add: per-unit values, tasks, extras."""
+
+    ds: Dataset
+    split: TaskSplit
+    methods: Methods
+    cfg: UniMPBenchConfig
+    item_ids: list[str]
+    per_unit: dict = dataclasses.field(default_factory=dict)
+    tasks: list[Task] = dataclasses.field(default_factory=list)
+    extras: dict = dataclasses.field(default_factory=dict)
+
+    def add(self, task: Task, values: dict) -> None:
+        self.tasks.append(task)
+        self.per_unit[task.name] = values
+
+
+def score_recommendation(run: Run) -> None:
+    """The whole catalog, the history left out; targets never seen in training also as a task of their own."""
+    tests = run.split.test["recommendation"]
+    ranked = recommendation(run.split, run.methods, run.cfg, run.item_ids, run.cfg.seed)
+    values = {m: ranking_values(r, [ex.target for ex in tests]) for m, r in ranked.items()}
+    run.add(_task("recommendation", list(ranked), RANKING, "ndcg@10", tests, ("ndcg@10", "hr@10", "mrr@10")), values)
+    unseen = [k for k, ex in enumerate(tests) if ex.target not in run.split.train_items]
+    run.extras["unseen_test_targets"] = len(unseen)
+    if unseen:
+        sub = [tests[k] for k in unseen]
+        values = {m: ranking_values([r[k] for k in unseen], [ex.target for ex in sub]) for m, r in ranked.items()}
+        run.add(_task("recommendation_unseen", list(ranked), RANKING, "ndcg@10", sub, ("ndcg@10",)), values)
+    run.extras["latency_ms"] = latency(run.methods.unified["unimp"], run.split)
+
+
+def score_search(run: Run) -> None:
+    tests = run.split.test["search"]
+    ranked = search(run.split, run.methods, run.ds, run.item_ids)
+    values = {m: ranking_values(r, [ex.target for ex in tests]) for m, r in ranked.items()}
+    run.add(_task("search", list(ranked), RANKING, "ndcg@10", tests, ("ndcg@10", "hr@10")), values)
+
+
+def score_rating(run: Run) -> None:
+    tests = run.split.test["rating"]
+    truth = np.array([ex.rating for ex in tests], np.float64)
+    preds = rating(run.split, run.methods, run.cfg.seed)
+    values = {m: {"rmse": p - truth, "mae": np.abs(p - truth)} for m, p in preds.items()}
+    run.add(_task("rating", list(preds), ("rmse", "mae"), "rmse", tests, ("mae",)), values)
+
+
+def score_explanation(run: Run) -> None:
+    tests = run.split.test["explanation"]
+    texts = explanation(run.split, run.methods, run.ds)
+    values = {m: text_values(t, [ex.review for ex in tests]) for m, t in texts.items()}
+    metrics = TEXT
+    if run.ds.has_ground_truth:
+        for m, v in factual(run.ds, run.split, texts).items():
+            values[m]["factual"] = v
+        metrics = (*TEXT, "factual")
+    run.add(_task("explanation", list(texts), metrics, "rouge_l", tests, ("bleu4", "rouge_l", *metrics[5:])), values)
+    run.extras["explanation_examples"] = {
+        m: [{"user": ex.user, "item": ex.target, "review": ex.review, "text": t[k]} for k, ex in enumerate(tests[:8])]
+        for m, t in texts.items()
+    }
+
+
+SCORERS = {
+    "recommendation": score_recommendation,
+    "search": score_search,
+    "rating": score_rating,
+    "explanation": score_explanation,
+}
+
+
+def load_methods(ds: Dataset, folders: dict[str, Path], device: str, progress: bool) -> Methods:
+    loaded = {name: UniMP(ds, f, device=device, progress=progress) for name, f in folders.items()}
+    return Methods(
+        unified={n: m for n, m in loaded.items() if not n.startswith("unimp-single-")},
+        single={n.removeprefix("unimp-single-"): m for n, m in loaded.items() if n.startswith("unimp-single-")},
+    )
+
+
 def run_unimp_benchmark(
     cfg: UniMPBenchConfig,
     work_dir: str | Path = "runs/work",
@@ -246,87 +327,30 @@ def run_unimp_benchmark(
     ds = Dataset(root)
     split = build_task_split(ds, cfg.tasks, "last")
     tasks = [t for t in cfg.tasks if split.test.get(t)]
+    configs = model_configs(cfg, tasks)
     models_dir = work_dir / "models" / (f"shop-{cfg.seed}" if dataset is None else root.name)
-    folders = {
-        name: trained(name, c, root, models_dir, progress, device) for name, c in model_configs(cfg, tasks).items()
-    }
-    loaded = {name: UniMP(ds, f, device=device, progress=progress) for name, f in folders.items()}
-    methods = Methods(
-        unified={n: m for n, m in loaded.items() if not n.startswith("unimp-single-")},
-        single={n.removeprefix("unimp-single-"): m for n, m in loaded.items() if n.startswith("unimp-single-")},
-    )
-    item_ids = ds.items.column("item_id").to_pylist()
-    per_unit, declared = {}, []
-    if "recommendation" in tasks:
-        tests = split.test["recommendation"]
-        ranked = recommendation(split, methods, cfg, item_ids, cfg.seed)
-        targets = [ex.target for ex in tests]
-        per_unit["recommendation"] = {m: ranking_values(r, targets) for m, r in ranked.items()}
-        declared.append(
-            _task("recommendation", list(ranked), RANKING, "ndcg@10", tests, ("ndcg@10", "hr@10", "mrr@10"))
-        )
-        unseen = [k for k, ex in enumerate(tests) if ex.target not in split.train_items]
-        if unseen:
-            sub = [tests[k] for k in unseen]
-            per_unit["recommendation_unseen"] = {
-                m: ranking_values([r[k] for k in unseen], [ex.target for ex in sub]) for m, r in ranked.items()
-            }
-            declared.append(_task("recommendation_unseen", list(ranked), RANKING, "ndcg@10", sub, ("ndcg@10",)))
-    if "search" in tasks:
-        tests = split.test["search"]
-        ranked = search(split, methods, ds, item_ids)
-        per_unit["search"] = {m: ranking_values(r, [ex.target for ex in tests]) for m, r in ranked.items()}
-        declared.append(_task("search", list(ranked), RANKING, "ndcg@10", tests, ("ndcg@10", "hr@10")))
-    if "rating" in tasks:
-        tests = split.test["rating"]
-        truth = np.array([ex.rating for ex in tests], np.float64)
-        preds = rating(split, methods, cfg.seed)
-        per_unit["rating"] = {m: {"rmse": p - truth, "mae": np.abs(p - truth)} for m, p in preds.items()}
-        declared.append(_task("rating", list(preds), ("rmse", "mae"), "rmse", tests, ("mae",)))
-    examples = {}
-    if "explanation" in tasks:
-        tests = split.test["explanation"]
-        texts = explanation(split, methods, ds)
-        refs = [ex.review for ex in tests]
-        per_unit["explanation"] = {m: text_values(t, refs) for m, t in texts.items()}
-        metrics = TEXT
-        if ds.has_ground_truth:
-            for m, v in factual(ds, split, texts).items():
-                per_unit["explanation"][m]["factual"] = v
-            metrics = (*TEXT, "factual")
-        declared.append(
-            _task("explanation", list(texts), metrics, "rouge_l", tests, ("bleu4", "rouge_l", *metrics[5:]))
-        )
-        examples = {
-            m: [
-                {"user": ex.user, "item": ex.target, "review": ex.review, "text": t[k]}
-                for k, ex in enumerate(tests[:8])
-            ]
-            for m, t in texts.items()
-        }
-    extras = {
-        "latency_seconds": latency(methods.unified["unimp"], split) if "recommendation" in tasks else {},
-        "explanation_examples": examples,
+    folders = {name: trained(name, c, root, models_dir, progress, device) for name, c in configs.items()}
+    run = Run(ds, split, load_methods(ds, folders, device, progress), cfg, ds.items.column("item_id").to_pylist())
+    for task in tasks:
+        SCORERS[task](run)
+    run.extras |= {
         "test_units": {t: len(split.test[t]) for t in tasks},
-        "unseen_test_targets": sum(ex.target not in split.train_items for ex in split.test.get("recommendation", [])),
-        "images": {n: m.serializer.with_images for n, m in loaded.items()},
+        "images": {n: UnifiedConfig.load(f).with_images for n, f in folders.items()},
         "training_seconds": {n: read_json(f / "training_report.json").get("train_seconds") for n, f in folders.items()},
+        "training_devices": {n: read_json(f / "training_report.json").get("device") for n, f in folders.items()},
     }
+    weights = {n: f / "lm" / "model.safetensors" for n, f in folders.items()}
     record = build_record(
         benchmark="unimp",
         what="UniMP (unified model) against field baselines: recommendation, search, rating, explanation",
-        tasks=declared,
-        per_unit=per_unit,
-        config=_jsonable(cfg) | {"train_configs": {n: _jsonable(c) for n, c in model_configs(cfg, tasks).items()}},
+        tasks=run.tasks,
+        per_unit=run.per_unit,
+        config=_jsonable(cfg) | {"train_configs": {n: _jsonable(c) for n, c in configs.items()}},
         seeds=[cfg.seed],
-        checkpoints={
-            n: hash_file(f / "lm" / "model.safetensors")
-            for n, f in folders.items()
-            if (f / "lm" / "model.safetensors").exists()
-        },
+        checkpoints={n: hash_file(w) for n, w in weights.items() if w.exists()},
         started=started,
         dataset=str(root),
-        extras=extras,
+        extras=run.extras,
     )
     if out is not None:
         write_record(record, out)
@@ -356,7 +380,7 @@ def format_table(record: dict) -> str:
                 lines.append(
                     f"  {metric}: {key}: {c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], p = {c['p']:.2g}"
                 )
-    lat = record.get("extras", {}).get("latency_seconds") or {}
+    lat = record.get("extras", {}).get("latency_ms") or {}
     if lat:
         lines += [
             "",

@@ -29,8 +29,8 @@ from tailorgen.unified.vocab import END_OF_CHUNK, RATING_TOKENS, RATINGS
 class Decoder:
     """A loaded model with what it needs to read examples: serializer, piece encoder, image features."""
 
-    def __init__(self, model: UnifiedModel, serializer: Serializer, images: ImageFeatures):
-        self.model, self.serializer, self.images = model, serializer, images
+    def __init__(self, model: UnifiedModel, serializer: Serializer, images: ImageFeatures, progress: bool = False):
+        self.model, self.serializer, self.images, self.progress = model, serializer, images, progress
         self.encoder = PieceEncoder(model.tokenizer)
         tok = model.tokenizer
         names = [tok.convert_tokens_to_ids(list(model.ids.name(i))) for i in model.ids.item_ids]
@@ -40,6 +40,12 @@ class Decoder:
         self.item_token_ids = torch.tensor([n[0] for n in names]) if self.single_token else None
         self.rating_ids = torch.tensor(tok.convert_tokens_to_ids(list(RATING_TOKENS)))
         self.eoc_id = tok.convert_tokens_to_ids(END_OF_CHUNK)
+
+    def _batches(self, n: int, size: int, desc: str):
+        from tqdm.auto import tqdm
+
+        starts = range(0, n, size)
+        return tqdm(starts, desc=desc, unit="batch", disable=not self.progress or len(starts) < 2, leave=False)
 
     def _encoded(self, examples: Sequence[Example]):
         return [
@@ -60,7 +66,7 @@ class Decoder:
         if not self.single_token:
             raise ValueError("item_scores needs one-token item ids; semantic ids are ranked by rank_items")
         out = []
-        for s in range(0, len(examples), batch_size):
+        for s in self._batches(len(examples), batch_size, "rank items"):
             logits = self.last_logits(examples[s : s + batch_size])
             out.append(torch.log_softmax(logits, -1)[:, self.item_token_ids].numpy())
         return np.concatenate(out)
@@ -76,7 +82,7 @@ class Decoder:
                 for b in range(len(examples))
             ]
         out = []
-        for s in range(0, len(examples), 16):
+        for s in self._batches(len(examples), 16, "beam search"):
             part = examples[s : s + 16]
             excluded = [set(exclude[s + b]) if exclude else set() for b in range(len(part))]
             out += self._beam(part, k, excluded)
@@ -129,7 +135,7 @@ class Decoder:
     def rate(self, examples: Sequence[Example], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Expected ratings (B,) and the distributions over 1..5 (B, 5)."""
         probs = []
-        for s in range(0, len(examples), batch_size):
+        for s in self._batches(len(examples), batch_size, "rate"):
             logits = self.last_logits(examples[s : s + batch_size])[:, self.rating_ids]
             probs.append(torch.softmax(logits, -1).numpy())
         p = np.concatenate(probs)
@@ -142,7 +148,7 @@ class Decoder:
         suppress = sorted(set(tok.get_added_vocab().values()) | set(tok.all_special_ids) - {self.eoc_id})
         suppress = [i for i in suppress if i != self.eoc_id]
         texts = []
-        for s in range(0, len(examples), batch_size):
+        for s in self._batches(len(examples), batch_size, "explain"):
             embeds, mask = self._prompt_embeds(examples[s : s + batch_size])
             out = self.model.lm.generate(
                 inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,

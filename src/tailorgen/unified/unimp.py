@@ -49,7 +49,7 @@ class UniMP:
             content.has_images and self.model.config.with_images,
         )
         images = ImageFeatures(content.item_ids, content.image_vectors, dim=content.image_dim)
-        self.decoder = Decoder(self.model, self.serializer, images)
+        self.decoder = Decoder(self.model, self.serializer, images, progress=progress)
         self.histories: dict[str, list[Event]] = {
             u: [e for _, e in ev] for u, ev in events_by_user(dataset.interactions.to_pylist()).items()
         }

@@ -1,0 +1,44 @@
+"""`tailorgen bench unimp` end to end on a small shop, with tiny models: the record's layout and its checks."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from tailorgen.cli import main
+from tailorgen.evaluation.runner import read_record
+
+TINY = ["steps=12", "batch_size=4", "hidden=32", "layers=1", "heads=2", "bpe_vocab=300", "threads=1"]
+
+
+def test_bench_unimp_writes_the_common_record(small_shop, tmp_path):
+    out = tmp_path / "out"
+    args = ["bench", "unimp", "--dataset", str(small_shop), "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    args += ["--recommenders", "mostpop", "--tasks", "recommendation,rating,explanation", "--variants", "text-only"]
+    args += ["--train", ",".join(TINY)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    record = read_record(out)
+    assert {"recommendation", "rating", "explanation"} <= set(record["tasks"])
+    unseen = record["extras"]["unseen_test_targets"]  # a small shop leaves some items unsold in training
+    assert unseen > 0 and len(record["tasks"]["recommendation_unseen"]["units"]["user_id"]) == unseen
+    rec = record["results"]["recommendation"]
+    assert {"unimp", "unimp-single", "unimp-text-only", "mostpop"} <= set(rec)
+    assert {"hr@10", "ndcg@10", "mrr@10", "hr@3"} <= set(rec["unimp"])
+    n_users = len(record["tasks"]["recommendation"]["units"]["user_id"])
+    assert rec["unimp"]["ndcg@10"]["n"] == n_users > 0
+    assert "unimp vs mostpop" in record["paired"]["recommendation"]["ndcg@10"]
+    assert "unimp vs unimp-single" in record["paired"]["rating"]["mae"]
+    assert set(record["results"]["rating"]) >= {"mean", "mf", "unimp"}
+    expl = record["results"]["explanation"]
+    assert {"nearest-review", "template"} <= set(expl) and "factual" in expl["unimp"]  # a shop: the oracle's score
+    assert record["extras"]["latency_ms"]["top10_one_user_ms"]["median"] > 0
+    assert record["extras"]["images"]["unimp"] and not record["extras"]["images"]["unimp-text-only"]
+    assert (out / "report.html").exists()
+    # The models are kept and reused while their config holds: a second run trains nothing.
+    before = {p: p.stat().st_mtime for p in (tmp_path / "work" / "models").rglob("model.safetensors")}
+    res = CliRunner().invoke(main, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["benchmark"] == "unimp"
+    assert before == {p: p.stat().st_mtime for p in (tmp_path / "work" / "models").rglob("model.safetensors")}
