@@ -26,7 +26,10 @@ from pathlib import Path
 TABLES = ("manifest.json", "items.parquet", "interactions.parquet", "queries.parquet")
 
 
-def pack(seeds: list[int], work_dir: Path, bundle: Path, variants: list[str]) -> None:
+def pack(
+    seeds: list[int], work_dir: Path, bundle: Path, variants: list[str], train: list[str], only: list[str]
+) -> None:
+    """``train``: the benchmark's ``--train`` overrides; ``only``: model names to keep (all if empty)."""
     import dataclasses
 
     from tailorgen.data import Dataset
@@ -36,7 +39,7 @@ def pack(seeds: list[int], work_dir: Path, bundle: Path, variants: list[str]) ->
 
     jobs = []
     for seed in seeds:
-        cfg = UniMPBenchConfig(seed=seed, variants=tuple(variants))
+        cfg = UniMPBenchConfig(seed=seed, variants=tuple(variants), train=tuple(train))
         shop = bench_shop(cfg, work_dir, progress=True)
         target = bundle / f"shop-{seed}"
         target.mkdir(parents=True, exist_ok=True)
@@ -45,6 +48,8 @@ def pack(seeds: list[int], work_dir: Path, bundle: Path, variants: list[str]) ->
                 shutil.copy2(shop / name, target / name)
         item_content(Dataset(shop), with_images=True).save(target / "content.npz")
         for name, train_cfg in model_configs(cfg, TASKS).items():
+            if only and name not in only:
+                continue
             jobs.append({"shop": f"shop-{seed}", "name": name, "config": dataclasses.asdict(train_cfg)})
     (bundle / "jobs.json").write_text(json.dumps(jobs, indent=1))
     print(f"{len(jobs)} jobs in {bundle}")
@@ -64,15 +69,17 @@ def train_one(bundle: Path, out: Path, job: dict, device: str) -> None:
 def train(bundle: Path, out: Path, device: str, parallel: int) -> None:
     jobs = json.loads((bundle / "jobs.json").read_text())
     models = out / "models"
-    running = []
+    running, failed = [], []
     for k in range(len(jobs)):
         cmd = [sys.executable, __file__, "one", "--bundle", str(bundle), "--out", str(models), "--job", str(k),
                "--device", device]  # fmt: skip
-        running.append(subprocess.Popen(cmd))
+        running.append((k, subprocess.Popen(cmd)))
         if len(running) >= parallel:
-            running.pop(0).wait()
-    for p in running:
-        p.wait()
+            k0, p = running.pop(0)
+            failed += [k0] if p.wait() else []
+    failed += [k for k, p in running if p.wait()]
+    if failed:  # say so loudly: a lost model would otherwise be retrained on a CPU by the benchmark
+        print(f"FAILED jobs: {[(jobs[k]['shop'], jobs[k]['name']) for k in failed]}", flush=True)
     archive = out / "models.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for folder in sorted(models.glob("*/*")):
@@ -105,6 +112,8 @@ def main() -> None:
     p.add_argument("--work-dir", type=Path, default=Path("runs/work"))
     p.add_argument("--bundle", type=Path, default=Path(".unimp_bundle"))
     p.add_argument("--variants", nargs="*", default=["text-only", "semantic"])
+    p.add_argument("--train", nargs="*", default=[], help="the benchmark's --train overrides (key=value)")
+    p.add_argument("--only", nargs="*", default=[], help="model names to train (default: every one)")
     p = sub.add_parser("train")
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
@@ -120,7 +129,7 @@ def main() -> None:
     p.add_argument("--work-dir", type=Path, default=Path("runs/work"))
     a = ap.parse_args()
     if a.cmd == "pack":
-        pack(a.seeds, a.work_dir, a.bundle, a.variants)
+        pack(a.seeds, a.work_dir, a.bundle, a.variants, a.train, a.only)
     elif a.cmd == "train":
         train(a.bundle, a.out, a.device, a.parallel)
     elif a.cmd == "one":

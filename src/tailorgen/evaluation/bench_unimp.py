@@ -32,7 +32,7 @@ from tailorgen.common.hashing import hash_file
 from tailorgen.data import Dataset
 from tailorgen.evaluation import metrics as M
 from tailorgen.evaluation.runner import Task, against, build_record, write_record
-from tailorgen.training import config_from, setting
+from tailorgen.training import config_from, data_hashes, require, setting
 from tailorgen.unified import baselines as B
 from tailorgen.unified.model import UnifiedConfig
 from tailorgen.unified.serialize import TASKS, Example
@@ -58,6 +58,12 @@ class UniMPBenchConfig:
     variants: tuple[str, ...] = setting((), f"UniMP variants to train and measure too: {', '.join(VARIANTS)}.")
     train: tuple[str, ...] = setting((), "key=value overrides of the unified model's training config.")
 
+    def __post_init__(self):
+        unknown = [r for r in self.recommenders if r not in B.RECOMMENDERS]
+        require(not unknown, "recommenders", self.recommenders, ", ".join(B.RECOMMENDERS))
+        require(all(v in VARIANTS for v in self.variants), "variants", self.variants, ", ".join(VARIANTS))
+        require(all(t in TASKS for t in self.tasks) and self.tasks, "tasks", self.tasks, ", ".join(TASKS))
+
 
 def bench_shop(cfg: UniMPBenchConfig, work_dir: Path, progress: bool) -> Path:
     world = WorldConfig(
@@ -73,8 +79,6 @@ def model_configs(cfg: UniMPBenchConfig, tasks: Sequence[str]) -> dict[str, UniM
     if cfg.single_task:
         out |= {f"unimp-single-{t}": dataclasses.replace(base, tasks=(t,)) for t in tasks}
     for v in cfg.variants:
-        if v not in VARIANTS:
-            raise ValueError(f"variants: unknown {v!r}; allowed: {', '.join(VARIANTS)}")
         out[f"unimp-{v}"] = dataclasses.replace(base, **VARIANTS[v])
     return out
 
@@ -82,10 +86,11 @@ def model_configs(cfg: UniMPBenchConfig, tasks: Sequence[str]) -> dict[str, UniM
 def trained(
     name: str, train_cfg: UniMPTrainConfig, dataset_dir: Path, models_dir: Path, progress: bool, device: str
 ) -> Path:
-    """The model folder, trained now unless one trained with this exact config is there."""
+    """The model folder, trained now unless one trained with this exact config on this exact data is there."""
     folder = models_dir / name
-    report = folder / "training_report.json"
-    if not (report.exists() and read_json(report).get("config") == _jsonable(train_cfg)):
+    report = read_json(folder / "training_report.json") if (folder / "training_report.json").exists() else {}
+    same_data = report.get("data", {}).get("dataset", {}).get("hashes") == data_hashes(dataset_dir)
+    if not (report.get("config") == _jsonable(train_cfg) and same_data):
         train_unimp(train_cfg, dataset_dir, folder, progress=progress, device=device)
     return folder
 
@@ -222,7 +227,7 @@ def latency(unimp: UniMP, split: TaskSplit, n: int = 50) -> dict:
         unimp.decoder.rank_items([ex], 10, [[e.item for e in ex.history]])
         times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    unimp.decoder.rank_items(tests, 10)
+    unimp.decoder.rank_items(tests, 10, [[e.item for e in ex.history] for ex in tests])
     return {
         "top10_one_user_ms": {
             "median": round(1000 * float(np.median(times)), 1),
@@ -284,12 +289,12 @@ def score_explanation(run: Run) -> None:
     tests = run.split.test["explanation"]
     texts = explanation(run.split, run.methods, run.ds)
     values = {m: text_values(t, [ex.review for ex in tests]) for m, t in texts.items()}
-    metrics = TEXT
-    if run.ds.has_ground_truth:
+    metrics, compared = TEXT, ("bleu4", "rouge_l")
+    if run.ds.has_ground_truth:  # a shop: the oracle says which attributes drive the user (evaluation only)
         for m, v in factual(run.ds, run.split, texts).items():
             values[m]["factual"] = v
-        metrics = (*TEXT, "factual")
-    run.add(_task("explanation", list(texts), metrics, "rouge_l", tests, ("bleu4", "rouge_l", *metrics[5:])), values)
+        metrics, compared = (*TEXT, "factual"), (*compared, "factual")
+    run.add(_task("explanation", list(texts), metrics, "rouge_l", tests, compared), values)
     run.extras["explanation_examples"] = {
         m: [{"user": ex.user, "item": ex.target, "review": ex.review, "text": t[k]} for k, ex in enumerate(tests[:8])]
         for m, t in texts.items()

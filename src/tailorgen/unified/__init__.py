@@ -4,7 +4,8 @@ recommends, searches, rates and explains (next: writes images as tokens, and gen
 - ``serialize``: the one serializer of histories and task prompts (training and inference);
 - ``vocab``, ``item_ids``, ``tokenizer``: special tokens, item names (one token each, or semantic ids), BPE;
 - ``model``: the causal LM (transformers) reading item images through a projector; its own loss;
-- ``tasks``, ``train``: examples from a dataset's held-out split, multi-task SFT (``tailorgen train unimp``);
+- ``tasks``, ``train``: examples from a dataset's training part (leave-one-out); multi-task SFT
+  (``tailorgen train unimp``);
 - ``decode``: answers constrained to real items, ratings as expected values, explanations;
 - ``unimp``: ``UniMP``, a trained model over one dataset; ``baselines``: what the benchmark compares against.
 """

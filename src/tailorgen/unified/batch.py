@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +68,3 @@ def collate(
         torch.from_numpy(weights),
         torch.tensor([len(e.input_ids) for e in encoded]),
     )
-
-
-def task_weight_map(weights: Sequence[float], tasks: Sequence[str]) -> Mapping[str, float]:
-    return dict(zip(tasks, weights, strict=True))

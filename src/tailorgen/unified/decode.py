@@ -34,7 +34,6 @@ class Decoder:
         self.encoder = PieceEncoder(model.tokenizer)
         tok = model.tokenizer
         names = [tok.convert_tokens_to_ids(list(model.ids.name(i))) for i in model.ids.item_ids]
-        self.name_ids = names
         self.trie = IdTrie(names, model.ids.item_ids)
         self.single_token = model.ids.scheme == "token"
         self.item_token_ids = torch.tensor([n[0] for n in names]) if self.single_token else None
@@ -142,11 +141,10 @@ class Decoder:
         return p @ np.asarray(RATINGS, np.float64), p
 
     @torch.inference_mode()
-    def explain(self, examples: Sequence[Example], max_new_tokens: int = 40, batch_size: int = 32) -> list[str]:
+    def explain(self, examples: Sequence[Example], max_new_tokens: int = 64, batch_size: int = 32) -> list[str]:
         tok = self.model.tokenizer
         # Every added token (structure, ratings, item names, codes) is suppressed but the chunk's end.
-        suppress = sorted(set(tok.get_added_vocab().values()) | set(tok.all_special_ids) - {self.eoc_id})
-        suppress = [i for i in suppress if i != self.eoc_id]
+        suppress = sorted((set(tok.get_added_vocab().values()) | set(tok.all_special_ids)) - {self.eoc_id})
         texts = []
         for s in self._batches(len(examples), batch_size, "explain"):
             embeds, mask = self._prompt_embeds(examples[s : s + batch_size])

@@ -43,7 +43,8 @@ class ItemIdentifiers:
             raise ValueError(f"id scheme must be one of {SCHEMES}, not {self.scheme!r}")
         self.position = {item: k for k, item in enumerate(self.item_ids)}
         if len(self.position) != len(self.item_ids):
-            raise ValueError("the item table lists an item twice")
+            twice = next(i for k, i in enumerate(self.item_ids) if self.position[i] != k)
+            raise ValueError(f"item_ids: the item table lists {twice!r} twice")
 
     @classmethod
     def tokens(cls, item_ids: Sequence[str]) -> ItemIdentifiers:

@@ -39,7 +39,7 @@ class UnifiedConfig:
 
     image_dim: int = 384
     with_images: bool = True
-    max_history: int = 8
+    max_history: int = 5
     max_length: int = 512
     text_config: dict = field(default_factory=dict)
     base_model: str | None = None

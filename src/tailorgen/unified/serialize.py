@@ -100,7 +100,7 @@ class Serializer:
         self,
         texts: Mapping[str, str],
         ids: ItemIdentifiers,
-        max_history: int = 8,
+        max_history: int = 5,
         with_images: bool = True,
         max_review_words: int = 30,
     ):

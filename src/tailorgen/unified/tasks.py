@@ -6,10 +6,11 @@ query is the test query. Training examples only ever *show* training interaction
 rated item and a query's history all come from the training part, so no held-out item is read,
 even as context. ``holdout="none"`` trains on everything (a model to deploy, not to measure).
 
-Tasks and their examples (each from one user's chronological training history ``s_1..s_n``):
+Tasks and their examples (each from one user's chronological training history ``s_1..s_n``; every
+example has a history, so ``s_1`` is never a target):
 - recommendation: for each j >= 2, the history before ``s_j`` -> ``s_j``;
-- rating: for each rated ``s_j``, the history before it -> its rating;
-- explanation: for each reviewed ``s_j``, the history before it -> its review;
+- rating: for each rated ``s_j`` (j >= 2), the history before it -> its rating;
+- explanation: for each reviewed ``s_j`` (j >= 2), the history before it -> its review;
 - search: for each training query, the history before the query's time -> its target item.
 """
 

@@ -102,5 +102,7 @@ class PieceEncoder:
             images = images[int((ids[:cut] == self.image_id).sum()) :]
             ids, answer, task_answer = ids[cut:], answer[cut:], task_answer[cut:]
         if int((ids == self.image_id).sum()) != len(images):
-            raise ValueError("the pieces' image slots and their items disagree")
+            raise ValueError(
+                f"{int((ids == self.image_id).sum())} <image> slots but {len(images)} images in the pieces"
+            )
         return Encoded(ids, answer, task_answer, tuple(images))

@@ -79,7 +79,8 @@ class UniMPTrainConfig:
         require(self.holdout in HOLDOUTS, "holdout", self.holdout, ", ".join(HOLDOUTS))
         require(self.id_scheme in SCHEMES, "id_scheme", self.id_scheme, ", ".join(SCHEMES))
         require(self.hidden % self.heads == 0, "hidden", self.hidden, "a multiple of heads")
-        require(self.steps >= 1 and self.batch_size >= 1, "steps", self.steps, "at least 1")
+        require(self.steps >= 1, "steps", self.steps, "at least 1")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
 
 
 @dataclass
@@ -94,11 +95,11 @@ class Prepared:
 
 
 def corpus(content: ItemContent, split: TaskSplit) -> list[str]:
-    """The texts the tokenizer learns from: item texts, prompts, training reviews and queries."""
+    """The texts the tokenizer learns from: item texts, prompts, the training part's reviews (every
+    history chunk holds them, whatever the tasks) and training queries."""
     texts = list(content.texts.values()) + list(PROMPTS.values()) + ["Query:"]
-    for task in ("explanation", "search"):
-        texts += [ex.review or ex.query or "" for ex in split.train.get(task, [])]
-    return texts
+    texts += [e.review for history in split.train_histories.values() for e in history if e.review]
+    return texts + [ex.query for ex in split.train.get("search", []) if ex.query]
 
 
 def item_identifiers(cfg: UniMPTrainConfig, content: ItemContent) -> ItemIdentifiers:
@@ -146,6 +147,8 @@ def build_model(cfg: UniMPTrainConfig, prep: Prepared) -> UnifiedModel:
     if cfg.base_model:
         return UnifiedModel.from_base(config, tok, prep.serializer.ids)
     model = UnifiedModel.from_config(config, tok, prep.serializer.ids)
+    # generate()'s defaults come from here: Llama's (bos 1, eos 2) are byte tokens of this BPE.
+    model.lm.generation_config.update(bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     if cfg.init_items_from_content and cfg.id_scheme == "token":
         init_item_embeddings(model, prep.content)
     return model
@@ -160,6 +163,8 @@ def init_item_embeddings(model: UnifiedModel, content: ItemContent) -> None:
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     proj = x @ vt[: emb.shape[1]].T
     proj = proj / (np.linalg.norm(proj, axis=1, keepdims=True) + 1e-8)
+    if proj.shape[1] < emb.shape[1]:  # fewer items (or content dimensions) than the LM is wide
+        proj = np.pad(proj, ((0, 0), (0, emb.shape[1] - proj.shape[1])))
     rows = model.tokenizer.convert_tokens_to_ids([model.ids.name(i)[0] for i in content.item_ids])
     with torch.no_grad():
         scale = emb.norm(dim=1).mean()
