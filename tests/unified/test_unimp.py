@@ -230,3 +230,23 @@ def test_render_reads_like_the_reference(texts):
         "<image> category dress price 10.00 brand Acme title red dress number 0 <answer> <item_0> <rate_5>"
     )
     assert text.endswith("What is the next item recommended to the user? <answer> <item_3> <|endofchunk|>")
+
+
+def test_a_dataset_without_images_trains_text_only(small_shop, tmp_path):
+    """MovieLens-100k has no images: the model then runs text-only and says so (its config, the record)."""
+    import pyarrow.compute as pc
+
+    from tailorgen.data.store import DatasetWriter
+
+    shop = Dataset(small_shop)
+    items = shop.items.drop_columns(["image", "image_bytes"])
+    ratings = shop.interactions.set_column(3, "rating", pc.round(shop.interactions.column("rating")))
+    with DatasetWriter(tmp_path / "plain", source={"format": "test"}) as w:
+        w.set_tables(items=items, interactions=ratings.drop_columns(["review"]))
+    train_unimp(UniMPTrainConfig(**{**TINY, "steps": 6}), tmp_path / "plain", tmp_path / "m", progress=False)
+    unimp = UniMP(Dataset(tmp_path / "plain"), tmp_path / "m")
+    assert not unimp.model.config.with_images and not unimp.serializer.with_images
+    user = sorted(unimp.histories)[0]
+    ex = Example(user, "recommendation", tuple(unimp.history(user)), "")
+    assert "<image>" not in render(unimp.serializer.pieces(ex, with_answer=False))
+    assert len(unimp.recommend([user], 5)[0]) == 5 and 1 <= unimp.rate(user, "i000")[0] <= 5
