@@ -111,3 +111,24 @@ def train_unimp_cmd(dataset, out, device, checkpoint_every, cfg) -> None:
 
     report = train_unimp(cfg, dataset, out, device=device, checkpoint_every=checkpoint_every)
     click.echo(json.dumps({k: report[k] for k in ("train_seconds", "parameters", "examples")}, indent=2))
+
+
+@train.command(
+    "vq", cls=ConfigCommand, config="tailorgen.unified.vq_train:VQTrainConfig", aliases={"train_items": ["--items"]}
+)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Tokenizer folder to write.")
+@_work_dir_option
+@click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Train on this dataset's item images instead of the tokenizer's own shop.")  # fmt: skip
+def train_vq_cmd(out, work_dir, dataset, device, checkpoint_every, cfg) -> None:
+    """Train the VQ image tokenizer (diffusers VQModel): 32x32 images <-> 8x8 grids of 1,024 codes.
+
+    Reconstruction (L1) + commitment loss on a shop of its own seed (7001); held-out PSNR and
+    code use in the report. The shipped tokenizer: `tailorgen train vq --out src/tailorgen/assets/vq`
+    (2,000 steps of batch 64, about 36 min on one CPU thread). `tailorgen bench vq` measures it with the judge.
+    """
+    from tailorgen.unified.vq_train import train_vq
+
+    report = train_vq(cfg, out, work_dir, device=device, checkpoint_every=checkpoint_every, dataset=dataset)
+    keys = ("train_seconds", "parameters", "tokens_per_image", "codebook_size", "final_loss", "held_out")
+    click.echo(json.dumps({k: report[k] for k in keys}, indent=2))
