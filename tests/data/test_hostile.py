@@ -193,7 +193,10 @@ def test_a_symlinked_out_keeps_the_link_and_leaves_nothing_behind(tmp_path):
 
 _WRITER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # A shell's background job starts with SIGINT ignored, and the child would inherit that: a
+    # user's Ctrl-C reaches a foreground process, whose SIGINT raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from tailorgen.common import atomic_dir
     with atomic_dir(sys.argv[1]) as tmp:
         (tmp / "half.txt").write_text("half")
