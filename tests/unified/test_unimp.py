@@ -250,3 +250,20 @@ def test_a_dataset_without_images_trains_text_only(small_shop, tmp_path):
     ex = Example(user, "recommendation", tuple(unimp.history(user)), "")
     assert "<image>" not in render(unimp.serializer.pieces(ex, with_answer=False))
     assert len(unimp.recommend([user], 5)[0]) == 5 and 1 <= unimp.rate(user, "i000")[0] <= 5
+
+
+def test_task_mixing_draws_tasks_by_size_to_a_power(small_shop):
+    from collections import Counter
+
+    from tailorgen.unified.train import draw_batch
+
+    sizes = None
+    for mixing in (1.0, 0.0):
+        cfg = UniMPTrainConfig(**{**TINY, "batch_size": 4000}, task_mixing=mixing)
+        prep = prepare(cfg, small_shop, progress=False)
+        sizes = {t: len(prep.split.train[t]) for t in TASKS}
+        counts = Counter(ex.task for ex in draw_batch(prep, cfg, np.random.default_rng(0)))
+        share = {t: counts[t] / 4000 for t in TASKS}
+        expected = {t: (sizes[t] / sum(sizes.values()) if mixing else 0.25) for t in TASKS}
+        assert all(abs(share[t] - expected[t]) < 0.03 for t in TASKS), (mixing, share, expected)
+    assert min(sizes.values()) < 0.2 * max(sizes.values())  # so the two mixings differ

@@ -39,6 +39,11 @@ from tailorgen.unified.tokenizer import PieceEncoder, extend_tokenizer, train_to
 @dataclass
 class UniMPTrainConfig:
     tasks: tuple[str, ...] = setting(TASKS, "Tasks to train on (one task: the specialized model).")
+    task_mixing: float = setting(
+        1.0,
+        "How tasks mix: each task is drawn with probability proportional to its size to this power "
+        "(1: in proportion to size, as the reference; 0.5: square root; 0: every task equally often).",
+    )
     task_weights: tuple[float, ...] = setting(
         (2.0, 1.0, 1.0, 1.0), f"Loss weight of each task's answer, in the order {TASKS}."
     )
@@ -79,6 +84,7 @@ class UniMPTrainConfig:
         require(self.holdout in HOLDOUTS, "holdout", self.holdout, ", ".join(HOLDOUTS))
         require(self.id_scheme in SCHEMES, "id_scheme", self.id_scheme, ", ".join(SCHEMES))
         require(self.hidden % self.heads == 0, "hidden", self.hidden, "a multiple of heads")
+        require(0 <= self.task_mixing <= 1, "task_mixing", self.task_mixing, "a number from 0 to 1")
         require(self.steps >= 1, "steps", self.steps, "at least 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
 
@@ -171,6 +177,17 @@ def init_item_embeddings(model: UnifiedModel, content: ItemContent) -> None:
         emb[rows] = torch.from_numpy(proj.astype(np.float32)) * scale
 
 
+def draw_batch(prep: Prepared, cfg: UniMPTrainConfig, rng: np.random.Generator) -> list[Example]:
+    """``batch_size`` training examples. At ``task_mixing`` 1 a uniform draw from every task's examples
+    pooled (so tasks mix in proportion to their size); otherwise a task first, by size^task_mixing."""
+    if cfg.task_mixing == 1.0:
+        return [prep.examples[i] for i in rng.integers(0, len(prep.examples), cfg.batch_size)]
+    tasks = [t for t in cfg.tasks if prep.split.train[t]]
+    p = np.array([len(prep.split.train[t]) for t in tasks], np.float64) ** cfg.task_mixing
+    chosen = rng.choice(len(tasks), size=cfg.batch_size, p=p / p.sum())
+    return [prep.split.train[tasks[t]][rng.integers(len(prep.split.train[tasks[t]]))] for t in chosen]
+
+
 def train_unimp(
     cfg: UniMPTrainConfig,
     dataset_dir: str | Path,
@@ -212,7 +229,7 @@ def train_unimp(
     pad = prep.encoder.tokenizer.pad_token_id
     for step in run:
         set_lr(opt, warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps))
-        picked = [prep.examples[i] for i in rng.integers(0, len(prep.examples), cfg.batch_size)]
+        picked = draw_batch(prep, cfg, rng)
         encoded = [prep.encoder.encode(prep.serializer.pieces(ex), cfg.max_length) for ex in picked]
         batch = collate(encoded, pad, prep.images, [weights[ex.task] for ex in picked]).to(device)
         loss = model(batch.input_ids, batch.attention_mask, batch.image_features, batch.weights, cfg.focal_gamma)
