@@ -43,7 +43,11 @@ from tailorgen.world.build import WorldConfig, ensure_shop
 
 RANKING = tuple(f"{m}@{k}" for k in (10, 5, 3) for m in ("hr", "ndcg", "mrr"))
 TEXT = ("bleu4", "unigram_precision", "rouge_1", "rouge_2", "rouge_l")
-VARIANTS = {"text-only": {"images": False}, "semantic": {"id_scheme": "semantic"}}
+VARIANTS = {
+    "text-only": {"images": False},
+    "semantic": {"id_scheme": "semantic"},
+    "uniform-mixing": {"task_mixing": 0.0},
+}
 
 
 @dataclass
