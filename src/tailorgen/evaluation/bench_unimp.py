@@ -94,7 +94,10 @@ def trained(
     folder = models_dir / name
     report = read_json(folder / "training_report.json") if (folder / "training_report.json").exists() else {}
     same_data = report.get("data", {}).get("dataset", {}).get("hashes") == data_hashes(dataset_dir)
-    if not (report.get("config") == _jsonable(train_cfg) and same_data):
+    # A field added since the report was written reads as its default (a new field's default keeps
+    # the old behaviour: that is the rule for adding one).
+    stored = _jsonable(UniMPTrainConfig()) | report.get("config", {})
+    if not (report and stored == _jsonable(train_cfg) and same_data):
         train_unimp(train_cfg, dataset_dir, folder, progress=progress, device=device)
     return folder
 
