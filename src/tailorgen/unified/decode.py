@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from tailorgen.unified.baselines.recommend import top_k
 from tailorgen.unified.batch import ImageFeatures, collate
 from tailorgen.unified.item_ids import IdTrie
 from tailorgen.unified.model import UnifiedModel
@@ -75,11 +76,9 @@ class Decoder:
     ) -> list[list[tuple[str, float]]]:
         """The top ``k`` real items for each example, best first, with scores (log-probabilities)."""
         if self.single_token:
-            scores = self.item_scores(examples)
-            return [
-                _top(scores[b], self.model.ids.item_ids, self.model.ids.position, k, exclude[b] if exclude else ())
-                for b in range(len(examples))
-            ]
+            scores, ids = self.item_scores(examples), self.model.ids
+            top = top_k(scores, ids.item_ids, k, exclude)
+            return [[(i, float(scores[b, ids.position[i]])) for i in row] for b, row in enumerate(top)]
         out = []
         for s in self._batches(len(examples), 16, "beam search"):
             part = examples[s : s + 16]
@@ -154,14 +153,3 @@ class Decoder:
             )  # fmt: skip
             texts += [tok.decode(seq, skip_special_tokens=True).strip() for seq in out.tolist()]
         return texts
-
-
-def _top(
-    scores: np.ndarray, items: list[str], position: dict, k: int, exclude: Sequence[str]
-) -> list[tuple[str, float]]:
-    s = scores.copy()
-    for i in exclude:
-        if i in position:
-            s[position[i]] = -np.inf
-    top = np.argsort(-s, kind="stable")[:k]
-    return [(items[j], float(s[j])) for j in top if np.isfinite(s[j])]

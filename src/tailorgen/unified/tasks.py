@@ -58,27 +58,15 @@ class TaskSplit:
     history_times: dict[str, np.ndarray] = field(default_factory=dict)  # ... and its timestamps
 
 
-def _sequence_examples(user: str, events: Sequence[Event], tasks: Sequence[str], start: int = 1) -> list[Example]:
-    out = []
-    for j in range(start, len(events)):
-        history, e = tuple(events[:j]), events[j]
-        if "recommendation" in tasks:
-            out.append(Example(user, "recommendation", history, e.item))
-        if "rating" in tasks and e.rating is not None:
-            out.append(Example(user, "rating", history, e.item, rating=e.rating))
-        if "explanation" in tasks and e.review:
-            out.append(Example(user, "explanation", history, e.item, review=e.review))
-    return out
-
-
-def _held_out(user: str, history: Sequence[Event], e: Event, tasks: Sequence[str]) -> dict[str, Example]:
-    out = {}
+def _examples_of(user: str, history: Sequence[Event], e: Event, tasks: Sequence[str]) -> list[Example]:
+    """The examples one interaction gives after ``history``: the item, its rating, its review."""
+    history, out = tuple(history), []
     if "recommendation" in tasks:
-        out["recommendation"] = Example(user, "recommendation", tuple(history), e.item)
+        out.append(Example(user, "recommendation", history, e.item))
     if "rating" in tasks and e.rating is not None:
-        out["rating"] = Example(user, "rating", tuple(history), e.item, rating=e.rating)
+        out.append(Example(user, "rating", history, e.item, rating=e.rating))
     if "explanation" in tasks and e.review:
-        out["explanation"] = Example(user, "explanation", tuple(history), e.item, review=e.review)
+        out.append(Example(user, "explanation", history, e.item, review=e.review))
     return out
 
 
@@ -97,8 +85,9 @@ def build_task_split(dataset: Dataset, tasks: Sequence[str] = TASKS, holdout: st
     out = TaskSplit(train={t: [] for t in tasks}, valid={t: [] for t in tasks}, test={t: [] for t in tasks})
     for user, timed in parts["train"].items():
         train_events = [e for _, e in timed]
-        for ex in _sequence_examples(user, train_events, tasks):
-            out.train[ex.task].append(ex)
+        for j in range(1, len(train_events)):  # every example has a history: s_1 is never a target
+            for ex in _examples_of(user, train_events[:j], train_events[j], tasks):
+                out.train[ex.task].append(ex)
         out.train_items.update(e.item for e in train_events)
         out.train_histories[user] = train_events
         later = [*parts["valid"].get(user, []), *parts["test"].get(user, [])]
@@ -106,8 +95,8 @@ def build_task_split(dataset: Dataset, tasks: Sequence[str] = TASKS, holdout: st
         out.history_times[user] = np.array([t for t, _ in [*timed, *later]], np.int64)
         for name, (_, e) in zip(("valid", "test"), later, strict=False):
             history = out.histories[user][: len(train_events) + (name == "test")]
-            for task, ex in _held_out(user, history, e, tasks).items():
-                getattr(out, name)[task].append(ex)
+            for ex in _examples_of(user, history, e, tasks):
+                getattr(out, name)[ex.task].append(ex)
     if "search" in tasks and dataset.queries is not None:
         _search_examples(out, dataset.queries, parts["train"], holdout)
     return out
