@@ -21,7 +21,7 @@ class _Collect(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def demo(tiny_generator, tmp_path_factory):
+def demo(tiny_generator, tiny_vq, tmp_path_factory):
     from tailorgen.unified.train import UniMPTrainConfig, train_unimp
     from tailorgen.world import WorldConfig
     from tailorgen.world.build import ensure_shop
@@ -30,7 +30,7 @@ def demo(tiny_generator, tmp_path_factory):
     # The shipped unified model answers for the default demo shop only: train a tiny one on this one.
     shop = ensure_shop(out / "shop", WorldConfig(n_items=200, n_users=40, seed=0), progress=False)
     tiny = dict(steps=10, batch_size=4, hidden=32, layers=1, heads=2, bpe_vocab=300, threads=1)
-    train_unimp(UniMPTrainConfig(**tiny), shop, out.parent / "unimp", progress=False)
+    train_unimp(UniMPTrainConfig(**tiny, vq=str(tiny_vq)), shop, out.parent / "unimp", progress=False)
     args = ["demo", "--out", str(out), "--items", "200", "--users", "40", "--demo-users", "2", "--images", "2"]
     res = CliRunner().invoke(
         main, [*args, "--steps", "2", "--generator", str(tiny_generator[0]), "--unimp", str(out.parent / "unimp")]
@@ -56,6 +56,7 @@ def test_demo_runs_the_pipeline_and_writes_a_page(demo):
         # The test generator reads the history accent (the recipe's spec), so each record carries it.
         assert len(r["history_accent"]) == 5
     assert text.count("class='explanation'") == 2 and "unified model (UniMP)" in text
+    assert text.count("class='imagined'") == 2 * 4  # four images drawn per user
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["demo_users"] == 2 and "page" in manifest["artifacts"]
 

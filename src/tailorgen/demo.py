@@ -75,8 +75,9 @@ def run_demo(
 
 def unimp_answers(ds: Dataset, pairs, model_dir) -> tuple[dict[str, dict], str | None]:
     """Per demo user, the unified model's answers: top-5, a search (their last query, else the
-    target's category), the target's predicted rating and explanation. A model trained on another
-    catalog cannot answer here: then no answers and the reason."""
+    target's category), the target's predicted rating and explanation, and (a model that draws) four
+    images for the target's category guided by the history. A model trained on another catalog
+    cannot answer here: then no answers and the reason."""
     from tailorgen.unified import UniMP
 
     try:
@@ -100,6 +101,9 @@ def unimp_answers(ds: Dataset, pairs, model_dir) -> tuple[dict[str, dict], str |
             "distribution": dist.tolist(),
             "explanation": model.explain(user, item),
         }
+        if model.model.config.image_codebook:
+            keywords = str(ds.item(item).get("category") or "")
+            out[user]["imagine"] = {"keywords": keywords, "images": model.imagine(user, keywords, n=4).images}
     return out, None
 
 
@@ -141,6 +145,17 @@ def _unimp_html(ds: Dataset, user: str, item: str, answers: dict[str, dict], why
         f"<div class='row'>{ranked(a['search'])}</div>"
         f"<div class='label'>predicted rating of {html.escape(item)}</div><p>{a['rating']:.2f} (P(1..5) = {dist})</p>"
         f"<div class='label'>explanation</div><p class='explanation'>{html.escape(a['explanation'])}</p>"
+        + _imagined_html(a.get("imagine"))
+    )
+
+
+def _imagined_html(imagined: dict | None) -> str:
+    if not imagined:
+        return ""
+    images = "".join(f"<figure class='imagined'>{_img(im, 'drawn')}</figure>" for im in imagined["images"])
+    return (
+        f"<div class='label'>drawn for the user (image tokens): &ldquo;{html.escape(imagined['keywords'])}&rdquo;</div>"
+        f"<div class='row'>{images}</div>"
     )
 
 

@@ -1,4 +1,4 @@
-"""`tailorgen unimp ...`: ask a trained unified model (UniMP) to recommend, search, rate and explain."""
+"""`tailorgen unimp ...`: ask a trained unified model (UniMP) to recommend, search, rate, explain and imagine."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from tailorgen.cli.options import device_option
 
 @main.group()
 def unimp() -> None:
-    """One unified model over a user's interleaved image+text history answers four tasks.
+    """One unified model over a user's interleaved image+text history recommends, searches, rates,
+    explains, and draws images for the user (imagine).
 
     --model is a folder from `tailorgen train unimp` (default: the model shipped for the demo shop,
     which answers only for that shop's catalog).
@@ -96,3 +97,77 @@ def explain_cmd(dataset, user, model_dir, as_json, device, item) -> None:
     model = _load(dataset, model_dir, device)
     text = model.explain(user, item)
     click.echo(json.dumps({"user": user, "item": item, "explanation": text}, indent=2) if as_json else text)
+
+
+@unimp.command("imagine")
+@_common
+@click.option("--keywords", default="", show_default=False,
+              help="What the item should be, e.g. 'dress red stripes' (the shop's words: category, colour, "
+                   "pattern, style, brand). Empty: drawn from the history alone.")  # fmt: skip
+@click.option("-n", "--n", "n", type=click.IntRange(1, 64), default=4, show_default=True, help="Images to draw.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/imagine", show_default=True,
+              help="Folder for the PNGs and imagine.json (tokens, settings, seed, checkpoints).")  # fmt: skip
+@click.option("--guidance", type=click.FloatRange(0), default=3.0, show_default=True,
+              help="Classifier-free guidance against no history and no keywords (1: none).")  # fmt: skip
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
+@click.option("--top-k", type=click.IntRange(0), default=256, show_default=True, help="Codes kept per step (0: all).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def imagine_cmd(dataset, user, model_dir, as_json, device, keywords, n, out, guidance, temperature, top_k, top_p,
+                seed) -> None:  # fmt: skip
+    """Draw N images of an item for USER that fits KEYWORDS: the model writes each image as VQ codes,
+    guided by USER's history, and the VQ decoder turns them into pixels. Writes OUT/imagine-*.png,
+    a grid and OUT/imagine.json."""
+    import dataclasses
+    from pathlib import Path
+
+    from tailorgen.common.hashing import hash_file
+    from tailorgen.common.manifest import write_json
+    from tailorgen.data.ids import id_file_stem
+    from tailorgen.unified.sample import SamplingSettings
+    from tailorgen.unified.vq import WEIGHTS
+
+    model = _load(dataset, model_dir, device)
+    settings = SamplingSettings(guidance=guidance, temperature=temperature, top_k=top_k, top_p=top_p)
+    made = model.imagine(user, keywords, n, settings, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    safe = id_file_stem(user)  # ids may hold any text (docs/data.md); a file name must not
+    paths = []
+    for j, im in enumerate(made.images):
+        path = out / f"imagine-{safe}-{seed}-{j}.png"
+        im.save(path)
+        paths.append(str(path))
+    _grid(made.images).save(out / f"imagine-{safe}-{seed}-grid.png")
+    folder = model.model_dir
+    record = {
+        "user": user,
+        "keywords": keywords,
+        "n": n,
+        "seed": seed,
+        "settings": dataclasses.asdict(settings),
+        "images": paths,
+        "tokens": made.codes.tolist(),
+        "log_probs": [round(float(x), 3) for x in made.log_probs],
+        "checkpoints": {
+            "model": str(folder),
+            "lm": hash_file(folder / "lm" / "model.safetensors") if (folder / "lm" / "model.safetensors").exists()
+            else None,
+            "vq": hash_file(folder / "vq" / WEIGHTS),
+        },
+    }  # fmt: skip
+    write_json(out / "imagine.json", record)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in record.items() if k != "tokens"}, indent=2))
+    else:
+        click.echo(f"{n} images for {user} ({keywords or 'no keywords'}): {out}/imagine-{safe}-{seed}-*.png")
+
+
+def _grid(images, scale: int = 4):
+    from PIL import Image
+
+    w, h = images[0].size
+    grid = Image.new("RGB", (w * len(images), h), "white")
+    for j, im in enumerate(images):
+        grid.paste(im, (j * w, 0))
+    return grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)

@@ -10,6 +10,7 @@
 - rating: the test item's rating; RMSE (per-unit errors) and MAE (paired).
 - explanation: the test item's review; BLEU-4, unigram precision (the reference's "BLEU"), ROUGE-1/2/L,
   and on a shop ``factual``: names an attribute that drives this user's utility (oracle, evaluation only).
+- image_generation (a shop only: the judge and the oracle measure it): ``evaluation.unimp_images``.
 
 Methods: ``unimp`` (multi-task), ``unimp-single`` (the same recipe on that task alone: the paper's
 "specialized" model), optional variants (``text-only``: no images; ``semantic``: semantic ids),
@@ -32,10 +33,11 @@ from tailorgen.common.hashing import hash_file
 from tailorgen.data import Dataset
 from tailorgen.evaluation import metrics as M
 from tailorgen.evaluation.runner import Task, against, build_record, write_record
+from tailorgen.evaluation.unimp_images import score_image_generation
 from tailorgen.training import config_from, data_hashes, require, setting
 from tailorgen.unified import baselines as B
 from tailorgen.unified.model import UnifiedConfig
-from tailorgen.unified.serialize import TASKS, Example
+from tailorgen.unified.serialize import IMAGE_TASKS, TASKS, Example
 from tailorgen.unified.tasks import TaskSplit, build_task_split
 from tailorgen.unified.train import UniMPTrainConfig, train_unimp
 from tailorgen.unified.unimp import UniMP
@@ -61,12 +63,16 @@ class UniMPBenchConfig:
     single_task: bool = setting(True, "Also train one model per task (unimp-single).")
     variants: tuple[str, ...] = setting((), f"UniMP variants to train and measure too: {', '.join(VARIANTS)}.")
     train: tuple[str, ...] = setting((), "key=value overrides of the unified model's training config.")
+    image_users: int = setting(400, "Image generation: test users who get images (each: two requests).")
+    image_n: int = setting(2, "Image generation: images per request (diversity needs 2 or more).")
+    image_guidance: float = setting(3.0, "Image generation: classifier-free guidance scale.")
 
     def __post_init__(self):
         unknown = [r for r in self.recommenders if r not in B.RECOMMENDERS]
         require(not unknown, "recommenders", self.recommenders, ", ".join(B.RECOMMENDERS))
         require(all(v in VARIANTS for v in self.variants), "variants", self.variants, ", ".join(VARIANTS))
         require(all(t in TASKS for t in self.tasks) and self.tasks, "tasks", self.tasks, ", ".join(TASKS))
+        require(self.image_n >= 1 and self.image_users >= 2, "image_n", (self.image_n, self.image_users), ">= 1, >= 2")
 
 
 def bench_shop(cfg: UniMPBenchConfig, work_dir: Path, progress: bool) -> Path:
@@ -256,6 +262,7 @@ class Run:
     per_unit: dict = dataclasses.field(default_factory=dict)
     tasks: list[Task] = dataclasses.field(default_factory=list)
     extras: dict = dataclasses.field(default_factory=dict)
+    images: dict = dataclasses.field(default_factory=dict)  # image generation: request kind -> method -> images
 
     def add(self, task: Task, values: dict) -> None:
         self.tasks.append(task)
@@ -313,6 +320,7 @@ SCORERS = {
     "search": score_search,
     "rating": score_rating,
     "explanation": score_explanation,
+    "image_generation": score_image_generation,
 }
 
 
@@ -339,6 +347,8 @@ def run_unimp_benchmark(
     ds = Dataset(root)
     split = build_task_split(ds, cfg.tasks, "last")
     tasks = [t for t in cfg.tasks if split.test.get(t)]
+    skipped = {t: "needs the judge and the oracle (a simulated shop)" for t in tasks if t in IMAGE_TASKS}
+    tasks = [t for t in tasks if t not in IMAGE_TASKS or ds.has_ground_truth]
     configs = model_configs(cfg, tasks)
     models_dir = work_dir / "models" / (f"shop-{cfg.seed}" if dataset is None else root.name)
     folders = {name: trained(name, c, root, models_dir, progress, device) for name, c in configs.items()}
@@ -351,6 +361,10 @@ def run_unimp_benchmark(
         "training_seconds": {n: read_json(f / "training_report.json").get("train_seconds") for n, f in folders.items()},
         "training_devices": {n: read_json(f / "training_report.json").get("device") for n, f in folders.items()},
     }
+    if not ds.has_ground_truth and skipped:
+        run.extras["not_computed"] = skipped
+    if out is not None and run.images:
+        run.extras["examples"] = IMAGE_GRID
     weights = {n: f / "lm" / "model.safetensors" for n, f in folders.items()}
     record = build_record(
         benchmark="unimp",
@@ -366,7 +380,29 @@ def run_unimp_benchmark(
     )
     if out is not None:
         write_record(record, out)
+        if run.images:
+            image_grid(run.images).save(Path(out) / IMAGE_GRID)
     return record
+
+
+IMAGE_GRID = "unimp_images.png"
+
+
+def image_grid(images: dict, users: int = 8, scale: int = 3):
+    """Rows: the first users' keyword requests; columns: each method's images (what people look at)."""
+    from PIL import Image
+
+    methods = list(images["asked"])
+    first = images["asked"][methods[0]][0][0]
+    w, h = first.size
+    per = max(len(images["asked"][m][0]) for m in methods)
+    rows = min(users, len(images["asked"][methods[0]]))
+    grid = Image.new("RGB", (w * per * len(methods) + 4 * len(methods), h * rows), "white")
+    for c, m in enumerate(methods):
+        for r in range(rows):
+            for j, im in enumerate(images["asked"][m][r]):
+                grid.paste(im, (c * (w * per + 4) + j * w, r * h))
+    return grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
 
 
 def format_table(record: dict) -> str:

@@ -97,6 +97,21 @@ _ALL = (
         "factual",
         "higher",
     ),
+    # Image generation in the unified model (images as tokens).
+    MetricInfo(
+        "keyword_match",
+        "share of images on which the judge reads the asked category, colour and pattern",
+        "keyword match",
+        "higher",
+        3,
+    ),
+    MetricInfo(
+        "utility_open",
+        "oracle utility (for the user, at the request's time) of the judge-read attributes the keywords leave open",
+        "utility of open attributes",
+        "higher",
+        3,
+    ),
 )
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _ALL}
 

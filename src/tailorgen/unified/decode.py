@@ -9,10 +9,13 @@
   whole vocabulary and exact-matches the target, so it can name items that do not exist.
 - Ratings: the expected value of the distribution over ``<rate_1>``..``<rate_5>``.
 - Explanations: greedy decoding with every special token suppressed but ``<|endofchunk|>``.
+- Images: the VQ codes of one image, sampled with classifier-free guidance against the same prompt
+  with no history and no keywords (``unified.sample``), then the VQ decoder's pixels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +25,7 @@ from tailorgen.unified.baselines.recommend import top_k
 from tailorgen.unified.batch import ImageFeatures, collate
 from tailorgen.unified.item_ids import IdTrie
 from tailorgen.unified.model import UnifiedModel
+from tailorgen.unified.sample import Prompt, SamplingSettings, sample_codes
 from tailorgen.unified.serialize import Example, Serializer
 from tailorgen.unified.tokenizer import PieceEncoder
 from tailorgen.unified.vocab import END_OF_CHUNK, RATING_TOKENS, RATINGS
@@ -153,3 +157,36 @@ class Decoder:
             )  # fmt: skip
             texts += [tok.decode(seq, skip_special_tokens=True).strip() for seq in out.tolist()]
         return texts
+
+    def imagine(
+        self,
+        examples: Sequence[Example],
+        n: int = 4,
+        settings: SamplingSettings = SamplingSettings(),
+        seed: int = 0,
+        batch_size: int = 64,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` images per image-generation example: codes (B, n, tokens) and their log-probabilities.
+
+        Row ``b * n + j`` is drawn from a generator seeded with ``seed`` for its batch, so the same
+        request, seed and batch size give the same images."""
+        model = self.model
+        if not model.config.image_codebook or model.vq is None:
+            raise ValueError("this unified model draws no images (trained without image_generation)")
+        rows = [ex for ex in examples for _ in range(n)]
+        codes, logps = [], []
+        for k, s in enumerate(self._batches(len(rows), batch_size, "imagine")):
+            part = rows[s : s + batch_size]
+            cond = Prompt(*self._prompt_embeds(part))
+            blank = [dataclasses.replace(ex, history=(), query="") for ex in part]
+            uncond = Prompt(*self._prompt_embeds(blank)) if settings.guidance != 1 else None
+            gen = torch.Generator(model.device).manual_seed(seed + k)
+            c, lp = sample_codes(model.lm, cond, uncond, model.image_code_ids, model.config.image_tokens, settings, gen)
+            codes.append(c.cpu())
+            logps.append(lp.cpu())
+        shape = (len(examples), n, model.config.image_tokens)
+        return torch.cat(codes).reshape(shape), torch.cat(logps).reshape(shape)
+
+    def pixels(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (..., tokens) -> images (N, 3, H, W) in [0, 1], through the model's VQ decoder."""
+        return self.model.vq.decode(codes.reshape(-1, codes.shape[-1]))

@@ -10,9 +10,12 @@ The model returns its own loss: cross-entropy on the answer tokens only, each to
 task weight for the task's answer, 1 for the history's), with the focal term ``(1 - p)^gamma`` of
 the reference.
 
+A model that draws images (``config.image_codebook > 0``) writes them as the codes of its VQ image
+tokenizer, which it keeps beside its weights: pixels in, pixels out, with no other file to find.
+
 On disk (``save_pretrained``): ``lm/`` is the causal LM in transformers' layout (or a peft adapter
 over a pretrained base, whose path the config names), ``projector.safetensors``, ``tokenizer/``,
-``item_ids.json`` and ``unified_config.json``.
+``item_ids.json``, ``unified_config.json`` and, for image generation, ``vq/`` (diffusers' layout).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tailorgen.unified.item_ids import ItemIdentifiers
-from tailorgen.unified.vocab import IMAGE
+from tailorgen.unified.vocab import IMAGE, image_code_tokens
+from tailorgen.unified.vq import VQImageTokenizer
 
 CONFIG_FILE = "unified_config.json"
 
@@ -44,6 +48,8 @@ class UnifiedConfig:
     text_config: dict = field(default_factory=dict)
     base_model: str | None = None
     lora_rank: int = 0
+    image_codebook: int = 0  # codes of the VQ image tokenizer in vq/ (0: the model draws no images)
+    image_tokens: int = 0  # codes per image (the VQ grid, raster order)
 
     def save(self, folder: Path) -> None:
         (folder / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -91,22 +97,25 @@ def load_base_tokenizer(path: str):
 
 
 class UnifiedModel(nn.Module):
-    def __init__(self, config: UnifiedConfig, lm: nn.Module, tokenizer, ids: ItemIdentifiers):
+    def __init__(self, config: UnifiedConfig, lm: nn.Module, tokenizer, ids: ItemIdentifiers, vq=None):
         super().__init__()
         self.config, self.lm, self.tokenizer, self.ids = config, lm, tokenizer, ids
+        self.vq = vq  # a VQImageTokenizer (not a submodule: frozen, saved on its own)
         hidden = lm.config.hidden_size
         self.projector = nn.Sequential(nn.Linear(config.image_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE)
+        codes = image_code_tokens(config.image_codebook)
+        self.image_code_ids = torch.tensor(tokenizer.convert_tokens_to_ids(codes), dtype=torch.long)
 
     @classmethod
-    def from_config(cls, config: UnifiedConfig, tokenizer, ids: ItemIdentifiers) -> UnifiedModel:
+    def from_config(cls, config: UnifiedConfig, tokenizer, ids: ItemIdentifiers, vq=None) -> UnifiedModel:
         from transformers import LlamaConfig, LlamaForCausalLM
 
         lm = LlamaForCausalLM(LlamaConfig(**config.text_config))
-        return cls(config, lm, tokenizer, ids)
+        return cls(config, lm, tokenizer, ids, vq)
 
     @classmethod
-    def from_base(cls, config: UnifiedConfig, tokenizer, ids: ItemIdentifiers) -> UnifiedModel:
+    def from_base(cls, config: UnifiedConfig, tokenizer, ids: ItemIdentifiers, vq=None) -> UnifiedModel:
         """A pretrained causal LM (``config.base_model``: a transformers folder, or a ``.gguf`` file) kept
         frozen under peft LoRA of rank ``config.lora_rank`` on its attention projections; the rows of the
         tokens added for the unified model (structure, ratings, item names) train too."""
@@ -121,7 +130,7 @@ class UnifiedModel(nn.Module):
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
             trainable_token_indices={"embed_tokens": added},
         )
-        return cls(config, get_peft_model(base, lora), tokenizer, ids)
+        return cls(config, get_peft_model(base, lora), tokenizer, ids, vq)
 
     @property
     def device(self) -> torch.device:
@@ -166,6 +175,8 @@ class UnifiedModel(nn.Module):
         save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, folder / "projector.safetensors")
         self.tokenizer.save_pretrained(folder / "tokenizer")
         self.ids.save(folder)
+        if self.vq is not None:
+            self.vq.save_pretrained(folder / "vq")
         self.config.save(folder)
 
     @classmethod
@@ -187,6 +198,7 @@ class UnifiedModel(nn.Module):
             lm = PeftModel.from_pretrained(base, folder / "lm")
         else:
             lm = AutoModelForCausalLM.from_pretrained(folder / "lm")
-        model = cls(config, lm, tokenizer, ItemIdentifiers.load(folder))
+        vq = VQImageTokenizer.from_pretrained(folder / "vq", device=device) if config.image_codebook else None
+        model = cls(config, lm, tokenizer, ItemIdentifiers.load(folder), vq)
         model.projector.load_state_dict(load_file(folder / "projector.safetensors"))
         return model.to(device).eval()

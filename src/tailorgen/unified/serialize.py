@@ -15,6 +15,11 @@ reconstruction"). After the history comes one task:
     rating          <image> {target text} How will the user rate this item? <answer> <rate_4> <|endofchunk|>
     explanation     <image> {target text} Explain what the user thinks of this item. <answer> {review}
                     <|endofchunk|>
+    image_generation  Keywords: red stripes dress. Draw the item for the user. <answer>
+                    <img_412> <img_7> ... (the item image's VQ codes, raster order) <|endofchunk|>
+
+Image generation is guided by the user (the history) and the keywords; either may be empty (the
+trainer drops them at random, for classifier-free guidance).
 
 The reference's train and test prompts differ (a BOS token, where ``<answer>`` stands, 5 vs 4
 history items); here inference is the training sequence cut right after the task's ``<answer>``,
@@ -27,14 +32,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tailorgen.unified.item_ids import ItemIdentifiers
-from tailorgen.unified.vocab import ANSWER, END_OF_CHUNK, IMAGE, rating_token, round_rating
+from tailorgen.unified.vocab import ANSWER, END_OF_CHUNK, IMAGE, image_code_token, rating_token, round_rating
 
-TASKS = ("recommendation", "search", "rating", "explanation")
+TASKS = ("recommendation", "search", "rating", "explanation", "image_generation")
+IMAGE_TASKS = ("image_generation",)  # answered in image codes: need a VQ tokenizer and item images
 PROMPTS = {
     "recommendation": "What is the next item recommended to the user?",
     "search": "What is the related item ID to the query based on the history?",
     "rating": "How will the user rate this item?",
     "explanation": "Explain what the user thinks of this item.",
+    "image_generation": "Draw the item for the user.",
 }
 
 
@@ -49,8 +56,9 @@ class Event:
 
 @dataclass(frozen=True)
 class Example:
-    """A history and one task. ``target`` is the item to name (recommendation, search) or the item
-    rated or explained; ``answer`` fields that a task does not use stay None."""
+    """A history and one task. ``target`` is the item to name (recommendation, search), the item
+    rated or explained, or the item whose image is drawn; ``query`` is a search's query or an image's
+    keywords; answer fields that a task does not use stay None."""
 
     user: str
     task: str
@@ -103,9 +111,12 @@ class Serializer:
         max_history: int = 5,
         with_images: bool = True,
         max_review_words: int = 30,
+        image_codes: Mapping[str, Sequence[int]] | None = None,
     ):
+        """``image_codes[item]``: the item image's VQ codes in raster order (image generation's answers)."""
         self.texts, self.ids = texts, ids
         self.max_history, self.with_images, self.max_review_words = max_history, with_images, max_review_words
+        self.image_codes = image_codes
 
     def item_name(self, item: str) -> str:
         return " ".join(self.ids.name(item))
@@ -129,6 +140,8 @@ class Serializer:
             return [Piece(f"{PROMPTS[ex.task]} {ANSWER}")]
         if ex.task == "search":
             return [Piece(f"Query: {field_text(ex.query, 20)}. {PROMPTS['search']} {ANSWER}")]
+        if ex.task == "image_generation":
+            return [Piece(f"Keywords: {field_text(ex.query or '', 20)}. {PROMPTS[ex.task]} {ANSWER}")]
         item = self._item(ex.target)
         return [item, Piece(f"{PROMPTS[ex.task]} {ANSWER}")]
 
@@ -137,6 +150,10 @@ class Serializer:
             text = self.item_name(ex.target)
         elif ex.task == "rating":
             text = rating_token(round_rating(ex.rating))
+        elif ex.task == "image_generation":
+            if self.image_codes is None or ex.target not in self.image_codes:
+                raise ValueError(f"image_generation: no image codes for item {ex.target!r}")
+            text = " ".join(image_code_token(c) for c in self.image_codes[ex.target])
         else:
             text = field_text(ex.review, self.max_review_words)
         return Piece(f"{text} {END_OF_CHUNK}", answer=True)

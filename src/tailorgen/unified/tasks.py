@@ -11,7 +11,10 @@ example has a history, so ``s_1`` is never a target):
 - recommendation: for each j >= 2, the history before ``s_j`` -> ``s_j``;
 - rating: for each rated ``s_j`` (j >= 2), the history before it -> its rating;
 - explanation: for each reviewed ``s_j`` (j >= 2), the history before it -> its review;
-- search: for each training query, the history before the query's time -> its target item.
+- search: for each training query, the history before the query's time -> its target item;
+- image_generation: for each j >= 2, the history before ``s_j`` (and keywords the trainer draws from
+  ``s_j``'s tags) -> ``s_j``'s image; and once per catalog item with no history (the catalog is
+  public: an item's own image says nothing of any user).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ def _examples_of(user: str, history: Sequence[Event], e: Event, tasks: Sequence[
         out.append(Example(user, "rating", history, e.item, rating=e.rating))
     if "explanation" in tasks and e.review:
         out.append(Example(user, "explanation", history, e.item, review=e.review))
+    if "image_generation" in tasks:
+        out.append(Example(user, "image_generation", history, e.item))
     return out
 
 
@@ -99,6 +104,9 @@ def build_task_split(dataset: Dataset, tasks: Sequence[str] = TASKS, holdout: st
                 getattr(out, name)[ex.task].append(ex)
     if "search" in tasks and dataset.queries is not None:
         _search_examples(out, dataset.queries, parts["train"], holdout)
+    if "image_generation" in tasks:
+        items = dataset.items.column("item_id").to_pylist()
+        out.train["image_generation"] += [Example("", "image_generation", (), i) for i in items]
     return out
 
 

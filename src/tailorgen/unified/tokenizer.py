@@ -15,15 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from tailorgen.unified.serialize import Piece
-from tailorgen.unified.vocab import END_OF_CHUNK, IMAGE, PAD, RATING_TOKENS, STRUCTURE_TOKENS
+from tailorgen.unified.vocab import END_OF_CHUNK, IMAGE, PAD, RATING_TOKENS, STRUCTURE_TOKENS, image_code_tokens
 
 
-def special_tokens(item_tokens: Sequence[str]) -> list[str]:
-    return [*STRUCTURE_TOKENS, *RATING_TOKENS, *item_tokens]
+def special_tokens(item_tokens: Sequence[str], image_codes: int = 0) -> list[str]:
+    return [*STRUCTURE_TOKENS, *RATING_TOKENS, *item_tokens, *image_code_tokens(image_codes)]
 
 
-def train_tokenizer(corpus: Iterable[str], item_tokens: Sequence[str], vocab_size: int = 1024):
-    """A byte-level BPE trained on ``corpus``, with the special tokens and item names added whole."""
+def train_tokenizer(corpus: Iterable[str], item_tokens: Sequence[str], vocab_size: int = 1024, image_codes: int = 0):
+    """A byte-level BPE trained on ``corpus``, with the special tokens, item names and ``image_codes``
+    image code tokens added whole."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -37,10 +38,10 @@ def train_tokenizer(corpus: Iterable[str], item_tokens: Sequence[str], vocab_siz
     )
     tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=END_OF_CHUNK)
-    return extend_tokenizer(fast, item_tokens)
+    return extend_tokenizer(fast, item_tokens, image_codes)
 
 
-def extend_tokenizer(tokenizer, item_tokens: Sequence[str]):
+def extend_tokenizer(tokenizer, item_tokens: Sequence[str], image_codes: int = 0):
     """Add the unified model's special tokens and item names (each one token) to any HF tokenizer.
 
     Each one absorbs the spaces around it (``lstrip``/``rstrip``), so ``<item_3> <rate_5> Love it``
@@ -50,7 +51,8 @@ def extend_tokenizer(tokenizer, item_tokens: Sequence[str]):
     from tokenizers import AddedToken
 
     added = [
-        AddedToken(t, special=True, lstrip=True, rstrip=True, normalized=False) for t in special_tokens(item_tokens)
+        AddedToken(t, special=True, lstrip=True, rstrip=True, normalized=False)
+        for t in special_tokens(item_tokens, image_codes)
     ]
     tokenizer.add_tokens(added, special_tokens=True)
     if tokenizer.pad_token is None:

@@ -5,10 +5,16 @@ proportion to their size; the loss only on answer spans (the task's answer and e
 item's id, rating and review), the task's answer weighted by its task weight (recommendation 2,
 the others 1) and every token by the focal term ``(1 - p)^2``. ``tasks`` with one task trains
 the "specialized" model the paper compares against, with the same recipe.
+
+Image generation (the reference's fifth task) writes the target image's VQ codes. Its keywords are
+drawn afresh each time an example is drawn (``unified.keywords``), and for classifier-free guidance
+the history, or history and keywords both, are dropped at random. A dataset without images trains
+the other tasks and says so in the report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +36,12 @@ from tailorgen.training import (
 from tailorgen.unified.batch import ImageFeatures, collate
 from tailorgen.unified.content import ItemContent, item_content
 from tailorgen.unified.item_ids import SCHEMES, ItemIdentifiers
+from tailorgen.unified.keywords import Keywords
 from tailorgen.unified.model import UnifiedConfig, UnifiedModel, load_base_tokenizer, small_llama_config
-from tailorgen.unified.serialize import PROMPTS, TASKS, Example, Serializer
+from tailorgen.unified.serialize import IMAGE_TASKS, PROMPTS, TASKS, Example, Serializer
 from tailorgen.unified.tasks import HOLDOUTS, TaskSplit, build_task_split
 from tailorgen.unified.tokenizer import PieceEncoder, extend_tokenizer, train_tokenizer
+from tailorgen.unified.vq import VQImageTokenizer
 
 
 @dataclass
@@ -45,8 +53,13 @@ class UniMPTrainConfig:
         "(1: in proportion to size, as the reference; 0.5: square root; 0: every task equally often).",
     )
     task_weights: tuple[float, ...] = setting(
-        (2.0, 1.0, 1.0, 1.0), f"Loss weight of each task's answer, in the order {TASKS}."
+        (2.0, 1.0, 1.0, 1.0, 1.0), f"Loss weight of each task's answer, in the order {TASKS}."
     )
+    vq: str | None = setting(
+        None, "VQ image tokenizer folder whose codes image_generation writes (default: the shipped one)."
+    )
+    drop_history: float = setting(0.1, "Image generation: share of examples whose history is dropped (guidance).")
+    drop_all: float = setting(0.1, "Image generation: share whose history and keywords are both dropped (guidance).")
     holdout: str = setting(
         "last", "last: hold out each user's last interaction and query (the benchmark's test); none: train on all."
     )
@@ -57,7 +70,7 @@ class UniMPTrainConfig:
     codebook_size: int = setting(32, "Semantic ids: codes per level.")
     images: bool = setting(True, "Feed each item's image embedding into its <image> slot (false: text only).")
     max_history: int = setting(5, "History items serialized before the task (the reference trains with 5).")
-    max_length: int = setting(512, "Tokens per sequence at most (the oldest history is cut first).")
+    max_length: int = setting(640, "Tokens per sequence at most (the oldest history is cut first).")
     bpe_vocab: int = setting(1024, "Byte-level BPE vocabulary learned from the dataset's texts (embedded LM).")
     hidden: int = setting(192, "Width of the embedded LM.")
     layers: int = setting(4, "Transformer layers of the embedded LM.")
@@ -87,6 +100,8 @@ class UniMPTrainConfig:
         require(0 <= self.task_mixing <= 1, "task_mixing", self.task_mixing, "a number from 0 to 1")
         require(self.steps >= 1, "steps", self.steps, "at least 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
+        drops = (self.drop_history, self.drop_all)
+        require(min(drops) >= 0 and sum(drops) < 1, "drop_history", drops, "shares >= 0 that sum below 1")
 
 
 @dataclass
@@ -98,14 +113,37 @@ class Prepared:
     encoder: PieceEncoder
     images: ImageFeatures
     examples: list[Example]
+    tasks: tuple[str, ...]  # the config's tasks that this dataset can train (no images: no image tasks)
+    keywords: Keywords
+    vq: VQImageTokenizer | None = None
 
 
-def corpus(content: ItemContent, split: TaskSplit) -> list[str]:
+def corpus(content: ItemContent, split: TaskSplit, keywords: Keywords) -> list[str]:
     """The texts the tokenizer learns from: item texts, prompts, the training part's reviews (every
-    history chunk holds them, whatever the tasks) and training queries."""
-    texts = list(content.texts.values()) + list(PROMPTS.values()) + ["Query:"]
+    history chunk holds them, whatever the tasks), training queries and the items' keywords."""
+    texts = list(content.texts.values()) + list(PROMPTS.values()) + ["Query:", "Keywords:"]
     texts += [e.review for history in split.train_histories.values() for e in history if e.review]
+    texts += [keywords.all(i) for i in content.item_ids]
     return texts + [ex.query for ex in split.train.get("search", []) if ex.query]
+
+
+def image_codes(vq: VQImageTokenizer, dataset: Dataset, progress: bool) -> dict[str, list[int]]:
+    """Each item image's VQ codes in raster order (items without an image have none)."""
+    from tqdm.auto import tqdm
+
+    items = [i for i, ok in zip(dataset.items.column("item_id").to_pylist(), _has_image(dataset), strict=True) if ok]
+    out: dict[str, list[int]] = {}
+    for s in tqdm(range(0, len(items), 256), desc="image codes", unit="batch", disable=not progress, leave=False):
+        part = items[s : s + 256]
+        codes = vq.encode([dataset.load_image(i) for i in part]).reshape(len(part), -1)
+        out |= {i: c.tolist() for i, c in zip(part, codes, strict=True)}
+    return out
+
+
+def _has_image(dataset: Dataset) -> list[bool]:
+    a = dataset.items.column("image").is_valid().to_pylist()
+    b = dataset.items.column("image_bytes").is_valid().to_pylist()
+    return [x or y for x, y in zip(a, b, strict=True)]
 
 
 def item_identifiers(cfg: UniMPTrainConfig, content: ItemContent) -> ItemIdentifiers:
@@ -119,22 +157,32 @@ def prepare(
 ) -> Prepared:
     """``content``: the items' texts and embeddings computed elsewhere (``ItemContent.save``), else here."""
     dataset = Dataset.load(dataset_dir)
-    split = build_task_split(dataset, cfg.tasks, cfg.holdout)
+    has_images = any(_has_image(dataset))
+    tasks = tuple(t for t in cfg.tasks if t not in IMAGE_TASKS or has_images)
+    split = build_task_split(dataset, tasks, cfg.holdout)
     if content is None:
         content = item_content(dataset, with_images=cfg.images, progress=progress)
     elif not cfg.images and content.has_images:
         content = content.text_only()
-    ids = item_identifiers(cfg, content)
+    ids, keywords = item_identifiers(cfg, content), Keywords.of(dataset)
+    vq = codes = None
+    if any(t in IMAGE_TASKS for t in tasks):
+        vq = VQImageTokenizer.from_pretrained(cfg.vq)
+        codes = image_codes(vq, dataset, progress)
+        for t in IMAGE_TASKS:
+            split.train[t] = [ex for ex in split.train.get(t, []) if ex.target in codes]
+    n_codes = vq.codebook_size if vq else 0
     if cfg.base_model:
-        tokenizer = extend_tokenizer(load_base_tokenizer(cfg.base_model), ids.all_tokens())
+        tokenizer = extend_tokenizer(load_base_tokenizer(cfg.base_model), ids.all_tokens(), n_codes)
     else:
-        tokenizer = train_tokenizer(corpus(content, split), ids.all_tokens(), cfg.bpe_vocab)
-    serializer = Serializer(content.texts, ids, cfg.max_history, with_images=content.has_images)
-    examples = [ex for task in cfg.tasks for ex in split.train[task]]
+        tokenizer = train_tokenizer(corpus(content, split, keywords), ids.all_tokens(), cfg.bpe_vocab, n_codes)
+    serializer = Serializer(content.texts, ids, cfg.max_history, with_images=content.has_images, image_codes=codes)
+    examples = [ex for task in tasks for ex in split.train[task]]
     if not examples:
         raise ValueError(f"{dataset_dir}: no training examples for tasks {cfg.tasks}")
     images = ImageFeatures(content.item_ids, content.image_vectors, dim=content.image_dim)
-    return Prepared(dataset, split, content, serializer, PieceEncoder(tokenizer), images, examples)
+    encoder = PieceEncoder(tokenizer)
+    return Prepared(dataset, split, content, serializer, encoder, images, examples, tasks, keywords, vq)
 
 
 def build_model(cfg: UniMPTrainConfig, prep: Prepared) -> UnifiedModel:
@@ -149,10 +197,12 @@ def build_model(cfg: UniMPTrainConfig, prep: Prepared) -> UnifiedModel:
         else small_llama_config(len(tok), cfg.hidden, cfg.layers, cfg.heads, cfg.max_length),
         base_model=cfg.base_model,
         lora_rank=cfg.lora_rank if cfg.base_model else 0,
+        image_codebook=prep.vq.codebook_size if prep.vq else 0,
+        image_tokens=prep.vq.tokens_per_image if prep.vq else 0,
     )
     if cfg.base_model:
-        return UnifiedModel.from_base(config, tok, prep.serializer.ids)
-    model = UnifiedModel.from_config(config, tok, prep.serializer.ids)
+        return UnifiedModel.from_base(config, tok, prep.serializer.ids, prep.vq)
+    model = UnifiedModel.from_config(config, tok, prep.serializer.ids, prep.vq)
     # generate()'s defaults come from here: Llama's (bos 1, eos 2) are byte tokens of this BPE.
     model.lm.generation_config.update(bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     if cfg.init_items_from_content and cfg.id_scheme == "token":
@@ -181,11 +231,22 @@ def draw_batch(prep: Prepared, cfg: UniMPTrainConfig, rng: np.random.Generator) 
     """``batch_size`` training examples. At ``task_mixing`` 1 a uniform draw from every task's examples
     pooled (so tasks mix in proportion to their size); otherwise a task first, by size^task_mixing."""
     if cfg.task_mixing == 1.0:
-        return [prep.examples[i] for i in rng.integers(0, len(prep.examples), cfg.batch_size)]
-    tasks = [t for t in cfg.tasks if prep.split.train[t]]
-    p = np.array([len(prep.split.train[t]) for t in tasks], np.float64) ** cfg.task_mixing
-    chosen = rng.choice(len(tasks), size=cfg.batch_size, p=p / p.sum())
-    return [prep.split.train[tasks[t]][rng.integers(len(prep.split.train[tasks[t]]))] for t in chosen]
+        picked = [prep.examples[i] for i in rng.integers(0, len(prep.examples), cfg.batch_size)]
+    else:
+        tasks = [t for t in prep.tasks if prep.split.train[t]]
+        p = np.array([len(prep.split.train[t]) for t in tasks], np.float64) ** cfg.task_mixing
+        chosen = rng.choice(len(tasks), size=cfg.batch_size, p=p / p.sum())
+        picked = [prep.split.train[tasks[t]][rng.integers(len(prep.split.train[tasks[t]]))] for t in chosen]
+    return [image_request(ex, prep.keywords, cfg, rng) if ex.task in IMAGE_TASKS else ex for ex in picked]
+
+
+def image_request(ex: Example, keywords: Keywords, cfg: UniMPTrainConfig, rng: np.random.Generator) -> Example:
+    """An image-generation example as a request: keywords drawn from the target's words; for
+    classifier-free guidance, the history dropped (``drop_history``) or both dropped (``drop_all``)."""
+    u = rng.random()
+    words = "" if u < cfg.drop_all else keywords.draw(ex.target, rng)
+    history = () if u < cfg.drop_all + cfg.drop_history else ex.history
+    return dataclasses.replace(ex, history=history, query=words)
 
 
 def train_unimp(
@@ -247,7 +308,8 @@ def train_unimp(
             curve_every=max(1, cfg.steps // 50),
             parameters=sum(p.numel() for p in model.parameters()),
             prep_seconds=round(prep_seconds, 1),
-            examples={t: len(prep.split.train[t]) for t in cfg.tasks},
+            examples={t: len(prep.split.train[t]) for t in prep.tasks},
+            tasks_skipped={t: "the dataset has no item images" for t in cfg.tasks if t not in prep.tasks},
             held_out_users=len(prep.split.test.get("recommendation", [])),
             images=prep.serializer.with_images,
         )

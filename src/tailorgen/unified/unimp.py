@@ -5,6 +5,7 @@
     unimp.search("u007", "red striped dress", k=10)
     unimp.rate("u007", "i0042")                              # (expected rating, P(1..5))
     unimp.explain("u007", "i0042")                           # a review-like sentence
+    unimp.imagine("u007", "red stripes dress", n=4)          # 4 PIL images drawn for the user
 
 A user's history is every interaction the dataset holds for them, in time order (the model reads
 the last ``max_history``). The model's item table must be the dataset's catalog: a model names
@@ -14,19 +15,33 @@ items by their place in the table it was trained with.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tailorgen.data import Dataset, UnknownIdError
 from tailorgen.unified.batch import ImageFeatures
 from tailorgen.unified.content import item_content
 from tailorgen.unified.decode import Decoder
 from tailorgen.unified.model import UnifiedModel
+from tailorgen.unified.sample import SamplingSettings
 from tailorgen.unified.serialize import Event, Example, Serializer
 from tailorgen.unified.tasks import events_by_user
 
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "unimp"
+
+
+@dataclass
+class Imagined:
+    """Images drawn for one request, with their codes (n, tokens) and each image's log-probability."""
+
+    images: list
+    codes: torch.Tensor
+    log_probs: torch.Tensor
+    settings: SamplingSettings
+    seed: int
 
 
 class UniMP:
@@ -86,3 +101,12 @@ class UniMP:
 
     def explain(self, user: str, item: str) -> str:
         return self.decoder.explain([Example(user, "explanation", tuple(self.history(user)), self._item(item))])[0]
+
+    def imagine(
+        self, user: str, keywords: str, n: int = 4, settings: SamplingSettings = SamplingSettings(), seed: int = 0
+    ) -> Imagined:
+        """``n`` images of an item for ``user`` that fits ``keywords`` (history + keywords -> codes -> pixels)."""
+        ex = Example(user, "image_generation", tuple(self.history(user)), "", query=" ".join(keywords.split()))
+        codes, logps = self.decoder.imagine([ex], n, settings, seed)
+        images = self.model.vq.to_pil(self.decoder.pixels(codes[0]))
+        return Imagined(images, codes[0], logps[0].sum(-1), settings, seed)

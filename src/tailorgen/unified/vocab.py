@@ -7,8 +7,9 @@ any text (docs/data.md), while a token must be one clean word. The table (``item
 the weights) maps positions back to ids.
 
 Groups of tokens live in disjoint ranges of the vocabulary, so "only an item", "only a rating" or
-"only an image code" is a set of token ids that constrained decoding can allow. The image codes of
-the next issue (``<img_{i}>``) join as one more group without renaming anything here.
+"only an image code" is a set of token ids that constrained decoding can allow. The image codes
+(``<img_{i}>``, a VQ tokenizer's book) are one more group: an image is written as its codes in
+raster order, and only codes may stand inside an image's span.
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ def code_token(level: int, code: int) -> str:
 
 
 def image_code_token(code: int) -> str:
-    """A VQ image code (the image-generation issue); named here so the vocabulary has one owner."""
+    """A code of the VQ image tokenizer's book."""
     return f"<img_{int(code)}>"
+
+
+def image_code_tokens(codebook_size: int) -> list[str]:
+    return [image_code_token(c) for c in range(int(codebook_size))]
 
 
 def round_rating(value: float) -> int:
