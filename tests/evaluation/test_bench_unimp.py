@@ -12,11 +12,11 @@ from tailorgen.evaluation.runner import read_record
 TINY = ["steps=12", "batch_size=4", "hidden=32", "layers=1", "heads=2", "bpe_vocab=300", "threads=1"]
 
 
-def test_bench_unimp_writes_the_common_record(small_shop, tmp_path):
+def test_bench_unimp_writes_the_common_record(small_shop, tiny_vq, tmp_path):
     out = tmp_path / "out"
     args = ["bench", "unimp", "--dataset", str(small_shop), "--work-dir", str(tmp_path / "work"), "--out", str(out)]
     args += ["--recommenders", "mostpop", "--tasks", "recommendation,rating,explanation", "--variants", "text-only"]
-    args += ["--train", ",".join(TINY)]
+    args += ["--train", ",".join([*TINY, f"vq={tiny_vq}"])]  # unimp trains every task, image generation too
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     record = read_record(out)

@@ -83,8 +83,9 @@ def bench_shop(cfg: UniMPBenchConfig, work_dir: Path, progress: bool) -> Path:
 
 
 def model_configs(cfg: UniMPBenchConfig, tasks: Sequence[str]) -> dict[str, UniMPTrainConfig]:
-    """Every unified model the run needs, by folder name."""
-    base = config_from(UniMPTrainConfig, overrides=cfg.train, tasks=tuple(tasks))
+    """Every unified model the run needs, by folder name. ``unimp`` (and each variant) is the multi-task
+    model, trained on every task whatever the run measures; ``unimp-single-T`` trains on T alone."""
+    base = config_from(UniMPTrainConfig, overrides=cfg.train)
     out = {"unimp": base}
     if cfg.single_task:
         out |= {f"unimp-single-{t}": dataclasses.replace(base, tasks=(t,)) for t in tasks}
