@@ -121,11 +121,11 @@ def train_unimp_cmd(dataset, out, device, checkpoint_every, cfg) -> None:
 @click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
               help="Train on this dataset's item images instead of the tokenizer's own shop.")  # fmt: skip
 def train_vq_cmd(out, work_dir, dataset, device, checkpoint_every, cfg) -> None:
-    """Train the VQ image tokenizer (diffusers VQModel): 32x32 images <-> 8x8 grids of 1,024 codes.
+    """Train the VQ image tokenizer (diffusers VQModel): 32x32 images <-> 16x16 grids of 1,024 codes.
 
     Reconstruction (L1) + commitment loss on a shop of its own seed (7001); held-out PSNR and
     code use in the report. The shipped tokenizer: `tailorgen train vq --out src/tailorgen/assets/vq`
-    (2,000 steps of batch 64, about 36 min on one CPU thread). `tailorgen bench vq` measures it with the judge.
+    (2,000 steps of batch 64, about 26 min on 2 CPU cores). `tailorgen bench vq` measures it with the judge.
     """
     from tailorgen.unified.vq_train import train_vq
 

@@ -1,6 +1,6 @@
 """Images as tokens: a VQ image tokenizer (diffusers' ``VQModel``) for the shop's 32x32 images.
 
-``VQImageTokenizer.encode`` turns images into a grid of code indices (8x8 = 64 codes per 32x32
+``VQImageTokenizer.encode`` turns images into a grid of code indices (16x16 = 256 codes per 32x32
 image with the shipped recipe, from a book of 1,024, as the reference's VQGAN has), ``decode``
 turns codes back into pixels. Its reconstructions bound the quality of every image the unified
 model writes as tokens, so ``tailorgen bench vq`` measures them with the judge.
