@@ -53,7 +53,7 @@ def test_bench_unimp_measures_image_generation_with_its_controls(small_shop, tin
     assert res.exit_code == 0, res.output
     record = read_record(out)
     match = record["results"]["image_generation"]
-    assert {"unimp", "unimp-no-history", "catalog"} == set(match)
+    assert {"unimp", "unimp-no-history", "catalog", "catalog-vq"} == set(match)
     assert match["unimp"]["keyword_match"]["n"] == 6 and 0 <= match["unimp"]["keyword_match"]["mean"] <= 1
     assert match["catalog"]["keyword_match"]["mean"] > 0.5  # the shipped judge reads real items well
     personal = record["results"]["image_generation_personalization"]

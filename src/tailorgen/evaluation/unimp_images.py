@@ -5,7 +5,8 @@ interaction, two requests built from that item's true attributes (what a user wo
 
 - ``image_generation``: keywords = its category, colour and pattern. ``keyword_match`` is the share
   of images on which the judge reads all three as asked; ``catalog`` is the same read on the item's
-  real image (the target: at least 90% of it).
+  real image (the target: at least 90% of it), ``catalog-vq`` on its VQ round trip (the ceiling of
+  any image drawn in those codes).
 - ``image_generation_personalization``: keywords = its category only. ``utility_open`` is the
   oracle's utility, for the user at that time, of what the judge reads for the attributes the
   keywords leave open (colour, pattern, second colour). Controls: the same model with the history
@@ -138,6 +139,9 @@ def score_image_generation(run) -> None:
     match = {m: {"keyword_match": _match(tools.reads(ims), req.truth)} | tools.per_unit(ims)
              for m, ims in images["asked"].items()}  # fmt: skip
     match["catalog"] = {"keyword_match": _match(tools.reads(real), req.truth)}
+    vq = run.methods.unified["unimp"].model.vq  # the ceiling of drawing in its codes: the real image, round-tripped
+    round_trip = [vq.to_pil(vq.reconstruct(ims)) for ims in real]
+    match["catalog-vq"] = {"keyword_match": _match(tools.reads(round_trip), req.truth)}
     run.add(_task("image_generation", match, MATCH_METRICS, "keyword_match", units), match)
 
     rng = np.random.default_rng([cfg.seed, 91])
@@ -154,9 +158,8 @@ def score_image_generation(run) -> None:
     personal |= {m: {"utility_open": tools.utility(tools.reads(ims), users, req.times)} for m, ims in controls.items()}
     run.add(_task("image_generation_personalization", personal, OPEN_METRICS, "utility_open", units), personal)
 
-    per_attribute = {
-        m: _per_attribute(tools.reads(ims), req.truth) for m, ims in [*images["asked"].items(), ("catalog", real)]
-    }
+    judged = [*images["asked"].items(), ("catalog", real), ("catalog-vq", round_trip)]
+    per_attribute = {m: _per_attribute(tools.reads(ims), req.truth) for m, ims in judged}
     run.extras["image_generation"] = {
         "settings": dataclasses.asdict(settings),
         "images_per_request": cfg.image_n,
