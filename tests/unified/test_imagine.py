@@ -14,7 +14,7 @@ from tailorgen.cli import main
 from tailorgen.data import Dataset
 from tailorgen.unified import UniMP
 from tailorgen.unified.item_ids import ItemIdentifiers
-from tailorgen.unified.sample import Prompt, SamplingSettings, sample_codes
+from tailorgen.unified.sample import Prompt, SamplingSettings, guided_log_probs, sample_codes
 from tailorgen.unified.serialize import Event, Example, Serializer, render
 from tailorgen.unified.tokenizer import PieceEncoder, train_tokenizer
 from tailorgen.unified.train import UniMPTrainConfig, draw_batch, prepare, train_unimp
@@ -104,6 +104,8 @@ def test_sampled_log_probs_are_the_models_under_guidance_with_a_cache_and_left_p
             (u := _full_logps(lm, uncond, code_ids, codes)) + guidance * (c - u), -1
         )  # fmt: skip
     assert torch.allclose(logps, expected.gather(2, codes[..., None])[..., 0], atol=1e-4)
+    with torch.no_grad():
+        assert torch.allclose(logps, guided_log_probs(lm, cond, uncond, code_ids, codes, settings), atol=1e-4)
     alone, _ = sample_codes(lm, Prompt(*dec._prompt_embeds(exs[2:])), Prompt(*dec._prompt_embeds(blank[2:])),
                             code_ids, 12, settings, torch.Generator().manual_seed(0))  # fmt: skip
     assert alone.shape == (1, 12)

@@ -151,3 +151,23 @@ def train_reward_cmd(dataset, out, device, checkpoint_every, cfg) -> None:
     report = train_reward(cfg, dataset, out, device=device, checkpoint_every=checkpoint_every)
     keys = ("train_seconds", "parameters", "train_examples", "held_out_users", "final_loss", "held_out")
     click.echo(json.dumps({k: report[k] for k in keys}, indent=2))
+
+
+@train.command("gnr", cls=ConfigCommand, config="tailorgen.unified.gnr:GNRTrainConfig", aliases={"unimp": ["--from"]})
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for OUT/sft and OUT/rl.")
+def train_gnr_cmd(dataset, out, device, checkpoint_every, cfg) -> None:
+    """Generate, Not Recommend on DATASET: the unified model learns to draw and name the user's next item.
+
+    First supervised fine-tuning on the real next items, from a UniMP model that draws (--from, from
+    `tailorgen train unimp`), into OUT/sft; then online RL (GRPO: groups of images per user,
+    advantages within the group, a clipped ratio, a KL penalty against the SFT model) against the
+    learned preference reward (--reward, from `tailorgen train reward`), into OUT/rl. RL trains on
+    the users the reward trained on and keeps the policy that the reward scores best on the users it
+    never saw, stopping after --patience evaluations without a gain. Rerun the same command to resume.
+    """
+    from tailorgen.unified.gnr import train_gnr
+
+    report = train_gnr(cfg, dataset, out, device=device, checkpoint_every=checkpoint_every)
+    keys = ("train_seconds", "seconds_total", "best_step", "stopped_at", "evaluations")
+    click.echo(json.dumps({k: report[k] for k in keys}, indent=2))

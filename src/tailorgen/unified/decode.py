@@ -120,6 +120,10 @@ class Decoder:
             ranked.append(list(found.items())[:k])
         return ranked
 
+    def prompt(self, examples: Sequence[Example]) -> Prompt:
+        """The examples' prompts as sampling reads them (with gradients where they are enabled: RL)."""
+        return Prompt(*self._prompt_embeds(examples))
+
     def _prompt_embeds(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded prompt embeddings, as ``generate`` continues each row from its end."""
         encoded = self._encoded(examples)
@@ -145,18 +149,29 @@ class Decoder:
 
     @torch.inference_mode()
     def explain(self, examples: Sequence[Example], max_new_tokens: int = 64, batch_size: int = 32) -> list[str]:
-        tok = self.model.tokenizer
-        # Every added token (structure, ratings, item names, codes) is suppressed but the chunk's end.
-        suppress = sorted((set(tok.get_added_vocab().values()) | set(tok.all_special_ids)) - {self.eoc_id})
         texts = []
         for s in self._batches(len(examples), batch_size, "explain"):
-            embeds, mask = self._prompt_embeds(examples[s : s + batch_size])
-            out = self.model.lm.generate(
-                inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                suppress_tokens=suppress, eos_token_id=self.eoc_id, pad_token_id=tok.pad_token_id,
-            )  # fmt: skip
-            texts += [tok.decode(seq, skip_special_tokens=True).strip() for seq in out.tolist()]
+            texts += self._write(self.prompt(examples[s : s + batch_size]), max_new_tokens)
         return texts
+
+    @torch.inference_mode()
+    def name_drawn(self, examples: Sequence[Example], codes: torch.Tensor, max_new_tokens: int = 48) -> list[str]:
+        """The text the model writes after each example's prompt and the image codes it drew (B, T)."""
+        prompt = self.prompt(examples)
+        drawn = self.model.lm.get_input_embeddings()(self.model.image_code_ids.to(self.model.device)[codes])
+        mask = torch.cat([prompt.mask, prompt.mask.new_ones(codes.shape)], 1)
+        return self._write(Prompt(torch.cat([prompt.embeds, drawn], 1), mask), max_new_tokens)
+
+    def _write(self, prompt: Prompt, max_new_tokens: int) -> list[str]:
+        """Greedy text after each prompt, every added token (structure, ratings, names, codes) suppressed
+        but the chunk's end."""
+        tok = self.model.tokenizer
+        suppress = sorted((set(tok.get_added_vocab().values()) | set(tok.all_special_ids)) - {self.eoc_id})
+        out = self.model.lm.generate(
+            inputs_embeds=prompt.embeds, attention_mask=prompt.mask, max_new_tokens=max_new_tokens, do_sample=False,
+            suppress_tokens=suppress, eos_token_id=self.eoc_id, pad_token_id=tok.pad_token_id,
+        )  # fmt: skip
+        return [tok.decode(seq, skip_special_tokens=True).strip() for seq in out.tolist()]
 
     def imagine(
         self,
@@ -177,9 +192,9 @@ class Decoder:
         codes, logps = [], []
         for k, s in enumerate(self._batches(len(rows), batch_size, "imagine")):
             part = rows[s : s + batch_size]
-            cond = Prompt(*self._prompt_embeds(part))
+            cond = self.prompt(part)
             blank = [dataclasses.replace(ex, history=(), query="") for ex in part]
-            uncond = Prompt(*self._prompt_embeds(blank)) if settings.guidance != 1 else None
+            uncond = self.prompt(blank) if settings.guidance != 1 else None
             gen = torch.Generator(model.device).manual_seed(seed + k)
             c, lp = sample_codes(model.lm, cond, uncond, model.image_code_ids, model.config.image_tokens, settings, gen)
             codes.append(c.cpu())

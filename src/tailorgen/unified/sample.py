@@ -56,7 +56,7 @@ def _pad_left(a: Prompt, length: int) -> Prompt:
     return Prompt(torch.cat([pad, a.embeds], 1), torch.cat([a.mask.new_zeros(a.mask.shape[0], extra), a.mask], 1))
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: RL reuses the codes and log-probabilities in autograd
 def sample_codes(
     lm,
     cond: Prompt,
@@ -108,3 +108,27 @@ def sample_codes(
         out = lm(inputs_embeds=embedding(token), attention_mask=mask, position_ids=positions,
                  past_key_values=out.past_key_values, use_cache=True)  # fmt: skip
     return torch.stack(codes, 1), torch.stack(logps, 1)
+
+
+def guided_log_probs(
+    lm, cond: Prompt, uncond: Prompt | None, code_ids: torch.Tensor, codes: torch.Tensor, settings: SamplingSettings
+) -> torch.Tensor:
+    """Log-probabilities (B, T) of ``codes`` (indices into ``code_ids``) under the distribution
+    ``sample_codes`` draws from, by one teacher-forced pass per prompt, with gradients (for RL).
+    Truncation (top-k/top-p) is not differentiable here: it must be off (``top_k`` 0, ``top_p`` 1)."""
+    require(settings.top_k == 0 and settings.top_p == 1.0, "top_k", (settings.top_k, settings.top_p),
+            "0 and top_p 1 (no truncation) for log-probabilities with gradients")  # fmt: skip
+    code_ids = code_ids.to(cond.embeds.device)
+
+    def scores(prompt: Prompt) -> torch.Tensor:
+        x = torch.cat([prompt.embeds, lm.get_input_embeddings()(code_ids[codes])], 1)
+        mask = torch.cat([prompt.mask, torch.ones_like(codes, dtype=prompt.mask.dtype)], 1)
+        logits = lm(inputs_embeds=x, attention_mask=mask, position_ids=_positions(mask)).logits
+        return torch.log_softmax(logits[:, prompt.embeds.shape[1] - 1 : -1][..., code_ids].float(), -1)
+
+    mixed = scores(cond)
+    if settings.guidance != 1.0:
+        u = scores(uncond)
+        mixed = u + settings.guidance * (mixed - u)
+    logp = torch.log_softmax(mixed / settings.temperature, -1)
+    return logp.gather(2, codes[..., None])[..., 0]

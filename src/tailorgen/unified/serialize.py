@@ -17,6 +17,8 @@ reconstruction"). After the history comes one task:
                     <|endofchunk|>
     image_generation  Keywords: red stripes dress. Draw the item for the user. <answer>
                     <img_412> <img_7> ... (the item image's VQ codes, raster order) <|endofchunk|>
+    next_item       What will the user choose next? Draw it and name it. <answer> <img_412> ...
+                    category dress price 32.99 brand Tidewear title ... <|endofchunk|>   (unified.gnr)
 
 Image generation is guided by the user (the history) and the keywords; either may be empty (the
 trainer drops them at random, for classifier-free guidance).
@@ -35,13 +37,17 @@ from tailorgen.unified.item_ids import ItemIdentifiers
 from tailorgen.unified.vocab import ANSWER, END_OF_CHUNK, IMAGE, image_code_token, rating_token, round_rating
 
 TASKS = ("recommendation", "search", "rating", "explanation", "image_generation")
-IMAGE_TASKS = ("image_generation",)  # answered in image codes: need a VQ tokenizer and item images
+# Generate, Not Recommend's task (unified.gnr): the next item itself, drawn and named. It trains from a
+# UniMP model, not with the tasks above, so TASKS (the multi-task recipe) leaves it out.
+GNR_TASKS = ("next_item",)
+IMAGE_TASKS = ("image_generation", "next_item")  # answered in image codes: need a VQ tokenizer and item images
 PROMPTS = {
     "recommendation": "What is the next item recommended to the user?",
     "search": "What is the related item ID to the query based on the history?",
     "rating": "How will the user rate this item?",
     "explanation": "Explain what the user thinks of this item.",
     "image_generation": "Draw the item for the user.",
+    "next_item": "What will the user choose next? Draw it and name it.",
 }
 
 
@@ -69,8 +75,8 @@ class Example:
     review: str | None = None
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, not {self.task!r}")
+        if self.task not in TASKS + GNR_TASKS:
+            raise ValueError(f"task must be one of {TASKS + GNR_TASKS}, not {self.task!r}")
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ class Serializer:
 
     def prompt(self, ex: Example) -> list[Piece]:
         """The task's question, up to and including ``<answer>``."""
-        if ex.task in ("recommendation",):
+        if ex.task in ("recommendation", "next_item"):
             return [Piece(f"{PROMPTS[ex.task]} {ANSWER}")]
         if ex.task == "search":
             return [Piece(f"Query: {field_text(ex.query, 20)}. {PROMPTS['search']} {ANSWER}")]
@@ -150,10 +156,12 @@ class Serializer:
             text = self.item_name(ex.target)
         elif ex.task == "rating":
             text = rating_token(round_rating(ex.rating))
-        elif ex.task == "image_generation":
+        elif ex.task in IMAGE_TASKS:
             if self.image_codes is None or ex.target not in self.image_codes:
-                raise ValueError(f"image_generation: no image codes for item {ex.target!r}")
+                raise ValueError(f"{ex.task}: no image codes for item {ex.target!r}")
             text = " ".join(image_code_token(c) for c in self.image_codes[ex.target])
+            if ex.task == "next_item":  # then its name: the item's catalog text
+                text += f" {self.texts[ex.target]}"
         else:
             text = field_text(ex.review, self.max_review_words)
         return Piece(f"{text} {END_OF_CHUNK}", answer=True)

@@ -169,7 +169,7 @@ def prepare(
     if any(t in IMAGE_TASKS for t in tasks):
         vq = VQImageTokenizer.from_pretrained(cfg.vq)
         codes = image_codes(vq, dataset, progress)
-        for t in IMAGE_TASKS:
+        for t in set(tasks) & set(IMAGE_TASKS):
             split.train[t] = [ex for ex in split.train.get(t, []) if ex.target in codes]
     n_codes = vq.codebook_size if vq else 0
     if cfg.base_model:

@@ -1,0 +1,123 @@
+"""Generate, Not Recommend: the GRPO objective, early stopping on the held-out signal, and SFT then RL end to end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tailorgen.data import Dataset
+from tailorgen.unified.gnr import GNR, GNRTrainConfig, HeldOutSignal, grpo_loss, train_gnr
+from tailorgen.unified.model import UnifiedModel
+from tailorgen.unified.reward import RewardTrainConfig, train_reward
+from tailorgen.unified.train import UniMPTrainConfig, train_unimp
+
+
+def test_grpo_pushes_up_what_beats_its_group_and_is_zero_on_policy_without_kl():
+    rewards = torch.tensor([1.0, 0.0, 5.0, 5.0])  # two groups of two; the second has no signal
+    lp = torch.zeros(4, 3, requires_grad=True)
+    loss, kl = grpo_loss(lp, lp.detach(), lp.detach(), rewards, group_size=2, clip=0.2, kl_coef=0.1)
+    assert abs(loss.item()) < 1e-6 and kl.item() == 0.0
+    loss.backward()
+    assert (lp.grad[0] < 0).all() and (lp.grad[1] > 0).all()  # descent raises row 0's log-probs, lowers row 1's
+    assert torch.allclose(lp.grad[2:], torch.zeros(2, 3))
+    # Past the clip, a better-than-group sample gets no more push; a KL term pulls back toward the reference.
+    far = torch.full((4, 3), 0.5, requires_grad=True)
+    grpo_loss(far, torch.zeros(4, 3), torch.zeros(4, 3), rewards, 2, 0.2, 0.0)[0].backward()
+    assert torch.allclose(far.grad[0], torch.zeros(3))
+    pulled = torch.full((4, 3), 0.5, requires_grad=True)
+    grpo_loss(pulled, pulled.detach(), torch.zeros(4, 3), torch.zeros(4), 2, 0.2, 1.0)[0].backward()
+    assert (pulled.grad > 0).all()  # above the reference: descent lowers it
+
+
+def test_the_held_out_signal_keeps_the_best_weights_and_stops_after_patience():
+    net = torch.nn.Linear(2, 1)
+    signal = HeldOutSignal(patience=2)
+    assert not signal.update(10, 0.5, net)
+    best = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    assert not signal.update(20, 0.4, net)
+    assert signal.update(30, 0.3, net)
+    assert signal.best_step == 10 and all(torch.equal(best[k], signal.weights[k]) for k in best)
+    again = HeldOutSignal(2)
+    again.load_state_dict(signal.state_dict())
+    assert again.best == 0.5 and again.stale == 2
+
+
+@pytest.fixture(scope="module")
+def gnr_run(small_shop, tiny_vq, tmp_path_factory):
+    root = tmp_path_factory.mktemp("gnr")
+    unimp = dict(steps=20, batch_size=8, hidden=32, layers=2, heads=2, bpe_vocab=300, warmup_steps=5, threads=1)
+    train_unimp(UniMPTrainConfig(**unimp, tasks=("image_generation",), vq=str(tiny_vq)), small_shop, root / "unimp",
+                progress=False)  # fmt: skip
+    reward = RewardTrainConfig(hidden=32, negatives=8, steps=20, batch_size=16, warmup_steps=2, threads=1)
+    train_reward(reward, small_shop, root / "reward", progress=False, checkpoint_every=0)
+    cfg = GNRTrainConfig(unimp=str(root / "unimp"), reward=str(root / "reward"), sft_steps=6, batch_size=4,
+                         rl_steps=4, users_per_step=2, group_size=2, eval_every=2, eval_users=4, patience=5,
+                         threads=1)  # fmt: skip
+    calls = []
+
+    def monitor(step, users, images):
+        calls.append((step, list(users), len(images)))
+        return {"monitored": float(step)}
+
+    report = train_gnr(cfg, small_shop, root / "gnr", progress=False, checkpoint_every=0, monitor=monitor)
+    return root, cfg, report, calls, monitor
+
+
+def test_sft_then_rl_writes_both_models_and_logs_the_held_out_signal(gnr_run, small_shop):
+    root, cfg, report, calls, _ = gnr_run
+    assert (root / "gnr" / "sft" / "training_report.json").exists() and (root / "gnr" / "rl" / "lm").is_dir()
+    assert [e["step"] for e in report["evaluations"]] == [2, 4] and report["best_step"] in (2, 4)
+    assert all("held_out_reward" in e and e["monitored"] == e["step"] for e in report["evaluations"])
+    assert [c[0] for c in calls] == [2, 4] and all(n == 4 for *_, n in calls)
+    assert len(report["reward_curve"]) == 4 and len(report["kl_curve"]) == 4
+    sft = UnifiedModel.from_pretrained(root / "gnr" / "sft").state_dict()
+    rl = UnifiedModel.from_pretrained(root / "gnr" / "rl").state_dict()
+    assert not all(torch.equal(sft[k], rl[k]) for k in sft)  # RL moved the policy
+
+
+def test_the_held_out_users_are_the_ones_the_reward_never_saw(gnr_run, small_shop):
+    from tailorgen.unified.gnr import prepare_gnr
+    from tailorgen.unified.reward import is_held_out
+
+    root, cfg, *_ = gnr_run
+    data = prepare_gnr(cfg, small_shop, UnifiedModel.from_pretrained(cfg.unimp), progress=False)
+    assert data.held_out_users and data.rl_users and not set(data.held_out_users) & set(data.rl_users)
+    assert all(is_held_out(u, 0.2, 0) for u in data.held_out_users)
+    assert {ex.task for ex in data.sft} == {"next_item"} and all(ex.user for ex in data.sft)
+
+
+def test_generated_items_have_images_and_names_and_sft_is_not_redone(gnr_run, small_shop):
+    root, cfg, _, _, monitor = gnr_run
+    gnr = GNR(Dataset(small_shop), root / "gnr")
+    user = sorted(gnr.histories)[0]
+    [made] = gnr.generate([user], n=2, seed=1)
+    assert len(made["images"]) == 2 and made["images"][0].size == (32, 32) and len(made["titles"]) == 2
+    assert made["codes"].shape == (2, 64) and all("<" not in t for t in made["titles"])
+    before = (root / "gnr" / "sft" / "training_report.json").stat().st_mtime
+    train_gnr(cfg, small_shop, root / "gnr", progress=False, checkpoint_every=0)
+    assert (root / "gnr" / "sft" / "training_report.json").stat().st_mtime == before
+
+
+def test_cli_trains_and_generates(gnr_run, small_shop, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from tailorgen.cli import main
+
+    root, cfg, *_ = gnr_run
+    args = ["train", "gnr", str(small_shop), "--from", cfg.unimp, "--reward", cfg.reward, "--out", str(root / "gnr"),
+            "--sft-steps", "6", "--batch-size", "4", "--rl-steps", "4", "--users-per-step", "2", "--group-size", "2",
+            "--eval-every", "2", "--eval-users", "4", "--patience", "5", "--threads", "1", "--checkpoint-every", "0"]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    user = sorted(Dataset(small_shop).user_histories())[0]
+    res = CliRunner().invoke(main, ["gnr", "generate", str(small_shop), "--user", user, "--model", str(root / "gnr"),
+                                    "--n", "2", "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "gnr.json").read_text())
+    assert len(record["titles"]) == 2 and all(__import__("os").path.exists(p) for p in record["images"])
+    res = CliRunner().invoke(main, ["train", "gnr", str(small_shop), "--reward", cfg.reward, "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "unimp" in res.output
