@@ -17,8 +17,18 @@ def tiny_vq(small_shop, tmp_path_factory):
     """A VQ image tokenizer of the shipped shape (32x32 -> 8x8 codes) trained for six steps, 64 codes."""
     from tailorgen.unified.vq_train import VQTrainConfig, train_vq
 
-    cfg = VQTrainConfig(held_out_items=40, block_out_channels=(8, 16, 16), latent_channels=4, code_dim=4,
-                        codebook_size=64, steps=6, batch_size=16, warmup_steps=2, restart_every=3, threads=1)  # fmt: skip
+    cfg = VQTrainConfig(
+        held_out_items=40,
+        block_out_channels=(8, 16, 16),
+        latent_channels=4,
+        code_dim=4,
+        codebook_size=64,
+        steps=6,
+        batch_size=16,
+        warmup_steps=2,
+        restart_every=3,
+        threads=1,
+    )
     out = tmp_path_factory.mktemp("vq") / "vq"
     train_vq(cfg, out, progress=False, checkpoint_every=0, dataset=small_shop)
     return out

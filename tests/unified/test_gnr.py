@@ -48,13 +48,27 @@ def test_the_held_out_signal_keeps_the_best_weights_and_stops_after_patience():
 def gnr_run(small_shop, tiny_vq, tmp_path_factory):
     root = tmp_path_factory.mktemp("gnr")
     unimp = dict(steps=20, batch_size=8, hidden=32, layers=2, heads=2, bpe_vocab=300, warmup_steps=5, threads=1)
-    train_unimp(UniMPTrainConfig(**unimp, tasks=("image_generation",), vq=str(tiny_vq)), small_shop, root / "unimp",
-                progress=False)  # fmt: skip
+    train_unimp(
+        UniMPTrainConfig(**unimp, tasks=("image_generation",), vq=str(tiny_vq)),
+        small_shop,
+        root / "unimp",
+        progress=False,
+    )
     reward = RewardTrainConfig(hidden=32, negatives=8, steps=20, batch_size=16, warmup_steps=2, threads=1)
     train_reward(reward, small_shop, root / "reward", progress=False, checkpoint_every=0)
-    cfg = GNRTrainConfig(unimp=str(root / "unimp"), reward=str(root / "reward"), sft_steps=6, batch_size=4,
-                         rl_steps=4, users_per_step=2, group_size=2, eval_every=2, eval_users=4, patience=5,
-                         threads=1)  # fmt: skip
+    cfg = GNRTrainConfig(
+        unimp=str(root / "unimp"),
+        reward=str(root / "reward"),
+        sft_steps=6,
+        batch_size=4,
+        rl_steps=4,
+        users_per_step=2,
+        group_size=2,
+        eval_every=2,
+        eval_users=4,
+        patience=5,
+        threads=1,
+    )
     calls = []
 
     def monitor(step, users, images):
@@ -108,16 +122,60 @@ def test_cli_trains_and_generates(gnr_run, small_shop, tmp_path):
     from tailorgen.cli import main
 
     root, cfg, *_ = gnr_run
-    args = ["train", "gnr", str(small_shop), "--from", cfg.unimp, "--reward", cfg.reward, "--out", str(root / "gnr"),
-            "--sft-steps", "6", "--batch-size", "4", "--rl-steps", "4", "--users-per-step", "2", "--group-size", "2",
-            "--eval-every", "2", "--eval-users", "4", "--patience", "5", "--threads", "1", "--checkpoint-every", "0"]  # fmt: skip
+    args = [
+        "train",
+        "gnr",
+        str(small_shop),
+        "--from",
+        cfg.unimp,
+        "--reward",
+        cfg.reward,
+        "--out",
+        str(root / "gnr"),
+        "--sft-steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--rl-steps",
+        "4",
+        "--users-per-step",
+        "2",
+        "--group-size",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-users",
+        "4",
+        "--patience",
+        "5",
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "0",
+    ]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     user = sorted(Dataset(small_shop).user_histories())[0]
-    res = CliRunner().invoke(main, ["gnr", "generate", str(small_shop), "--user", user, "--model", str(root / "gnr"),
-                                    "--n", "2", "--out", str(tmp_path)])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "gnr",
+            "generate",
+            str(small_shop),
+            "--user",
+            user,
+            "--model",
+            str(root / "gnr"),
+            "--n",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "gnr.json").read_text())
     assert len(record["titles"]) == 2 and all(__import__("os").path.exists(p) for p in record["images"])
-    res = CliRunner().invoke(main, ["train", "gnr", str(small_shop), "--reward", cfg.reward, "--out", str(tmp_path / "x")])
+    res = CliRunner().invoke(
+        main, ["train", "gnr", str(small_shop), "--reward", cfg.reward, "--out", str(tmp_path / "x")]
+    )
     assert res.exit_code == 2 and "unimp" in res.output

@@ -20,8 +20,18 @@ from tailorgen.unified.tokenizer import PieceEncoder, train_tokenizer
 from tailorgen.unified.train import UniMPTrainConfig, draw_batch, prepare, train_unimp
 from tailorgen.unified.vocab import ANSWER, END_OF_CHUNK, image_code_token
 
-TINY = dict(steps=30, batch_size=8, hidden=32, layers=2, heads=2, bpe_vocab=300, warmup_steps=5, threads=1, lr=5e-3,
-            tasks=("recommendation", "image_generation"))  # fmt: skip
+TINY = dict(
+    steps=30,
+    batch_size=8,
+    hidden=32,
+    layers=2,
+    heads=2,
+    bpe_vocab=300,
+    warmup_steps=5,
+    threads=1,
+    lr=5e-3,
+    tasks=("recommendation", "image_generation"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +56,9 @@ def test_the_answer_is_the_target_images_codes_and_inference_cuts_at_it():
         END_OF_CHUNK
     ]
     assert full.task_answer[n:].all() and not full.task_answer[:n].any()
-    assert render(ser.pieces(ex, with_answer=False)).endswith("Keywords: dress red. Draw the item for the user. <answer>")
+    assert render(ser.pieces(ex, with_answer=False)).endswith(
+        "Keywords: dress red. Draw the item for the user. <answer>"
+    )
     assert full.images == ("i0", "i1")  # the target's own image is what is drawn, never shown
     with pytest.raises(ValueError, match="no image codes for item 'i0'"):
         ser.pieces(Example("u", "image_generation", (), "i0", query="x"))
@@ -90,7 +102,10 @@ def _full_logps(lm, prompt: Prompt, code_ids, codes):
 def test_sampled_log_probs_are_the_models_under_guidance_with_a_cache_and_left_padding(drawing, guidance):
     unimp, _ = drawing
     users = sorted(unimp.histories)[:3]  # histories of different lengths: left padding differs per row
-    exs = [Example(u, "image_generation", tuple(unimp.history(u)[-k:]), "", query="dress") for k, u in zip((1, 3, 5), users)]
+    exs = [
+        Example(u, "image_generation", tuple(unimp.history(u)[-k:]), "", query="dress")
+        for k, u in zip((1, 3, 5), users)
+    ]
     blank = [Example(u, "image_generation", (), "", query="") for u in users]
     dec, lm = unimp.decoder, unimp.model.lm
     cond, uncond = Prompt(*dec._prompt_embeds(exs)), Prompt(*dec._prompt_embeds(blank))
@@ -100,14 +115,23 @@ def test_sampled_log_probs_are_the_models_under_guidance_with_a_cache_and_left_p
     assert codes.shape == (3, 12) and int(codes.max()) < 64
     with torch.no_grad():
         c = _full_logps(lm, cond, code_ids, codes)
-        expected = c if guidance == 1 else torch.log_softmax(
-            (u := _full_logps(lm, uncond, code_ids, codes)) + guidance * (c - u), -1
-        )  # fmt: skip
+        expected = (
+            c
+            if guidance == 1
+            else torch.log_softmax((u := _full_logps(lm, uncond, code_ids, codes)) + guidance * (c - u), -1)
+        )
     assert torch.allclose(logps, expected.gather(2, codes[..., None])[..., 0], atol=1e-4)
     with torch.no_grad():
         assert torch.allclose(logps, guided_log_probs(lm, cond, uncond, code_ids, codes, settings), atol=1e-4)
-    alone, _ = sample_codes(lm, Prompt(*dec._prompt_embeds(exs[2:])), Prompt(*dec._prompt_embeds(blank[2:])),
-                            code_ids, 12, settings, torch.Generator().manual_seed(0))  # fmt: skip
+    alone, _ = sample_codes(
+        lm,
+        Prompt(*dec._prompt_embeds(exs[2:])),
+        Prompt(*dec._prompt_embeds(blank[2:])),
+        code_ids,
+        12,
+        settings,
+        torch.Generator().manual_seed(0),
+    )
     assert alone.shape == (1, 12)
 
 
@@ -138,13 +162,43 @@ def test_images_are_reproducible_and_survive_a_reload(drawing, small_shop):
 def test_cli_imagine_writes_images_and_a_record_with_safe_names(drawing, small_shop, tmp_path):
     _, out = drawing
     user = sorted(Dataset(small_shop).user_histories())[0]
-    res = CliRunner().invoke(main, ["unimp", "imagine", str(small_shop), "--user", user, "--model", str(out),
-                                    "--keywords", "bag red", "--n", "2", "--out", str(tmp_path / "o"), "--seed", "3"])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "unimp",
+            "imagine",
+            str(small_shop),
+            "--user",
+            user,
+            "--model",
+            str(out),
+            "--keywords",
+            "bag red",
+            "--n",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+            "--seed",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "o" / "imagine.json").read_text())
     assert record["settings"]["guidance"] == 3.0 and len(record["tokens"]) == 2 and len(record["tokens"][0]) == 64
     assert all((tmp_path / "o").joinpath(p).exists() or __import__("os").path.exists(p) for p in record["images"])
     assert record["checkpoints"]["vq"].startswith("sha256:")
-    res = CliRunner().invoke(main, ["unimp", "imagine", str(small_shop), "--user", "../nobody", "--model", str(out),
-                                    "--out", str(tmp_path / "o2")])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "unimp",
+            "imagine",
+            str(small_shop),
+            "--user",
+            "../nobody",
+            "--model",
+            str(out),
+            "--out",
+            str(tmp_path / "o2"),
+        ],
+    )
     assert res.exit_code == 2 and "../nobody" in res.output and not (tmp_path / "nobody").exists()
