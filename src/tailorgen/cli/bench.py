@@ -163,3 +163,32 @@ def bench_vq(vq_path, seed, items, work_dir, out, judge_path, as_json) -> None:
 
     result = run_vq_quality(vq_path, judge_path, seed=seed, items=items, work_dir=work_dir, out=out)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+@bench.command("gnr", cls=ConfigCommand, config="tailorgen.evaluation.bench_gnr:GNRBenchConfig", run_options=False)
+@click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Benchmark on this simulated shop instead of building one (it needs the oracle).")  # fmt: skip
+@click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True,
+              help="Where the shop is built and the models kept (reused while their config holds).")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Also write gnr_benchmark.json, the RL curves (gnr_rl_curves.png) and report.html.")  # fmt: skip
+@device_option(help="Where the models train and generate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON instead of a table.")
+def bench_gnr(dataset, work_dir, out, device, as_json, cfg) -> None:
+    """Generate, Not Recommend: drawn next items against recommended ones, in each test user's future.
+
+    Trains (or reuses) the multi-task UniMP model, the preference reward and GNR (SFT, then RL; the
+    judge and the oracle watch RL on users the reward never saw, and are never read by it). For
+    each leave-one-out test user, from their training history: the oracle's utility at the time of
+    their held-out interaction of what the judge reads on GNR's items, against GNR before RL, UniMP's
+    and SASRec's top recommendations, the best catalog item for the user, and GNR's items for another
+    user; similarity to the user's future against their past; validity, novelty and diversity.
+    """
+    from tailorgen.evaluation.bench_gnr import format_table, run_gnr_benchmark
+
+    record = run_gnr_benchmark(cfg, work_dir=work_dir, out=out, dataset=dataset, device=device)
+    if out:
+        from tailorgen.evaluation.report import write_report
+
+        write_report([out], out)
+    click.echo(json.dumps(record, indent=2) if as_json else format_table(record))

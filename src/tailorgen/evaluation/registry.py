@@ -105,6 +105,31 @@ _ALL = (
         "higher",
         3,
     ),
+    # Generate, Not Recommend: per user, the items drawn (or recommended) for their next step.
+    MetricInfo(
+        "future_utility",
+        "oracle utility, at the time of the user's held-out interaction, of the judge-read attributes",
+        "future utility",
+        "higher",
+        3,
+    ),
+    MetricInfo(
+        "validity", "share of items on which the judge reads a category with probability >= 0.5", "validity", "higher"
+    ),  # fmt: skip
+    MetricInfo(
+        "future_similarity",
+        "cosine of the item's image embedding to the user's held-out future items",
+        "similarity to future",
+        "higher",
+        3,
+    ),
+    MetricInfo(
+        "past_similarity",
+        "cosine of the item's image embedding to the user's history items",
+        "similarity to past",
+        "neither",
+        3,
+    ),
     MetricInfo(
         "utility_open",
         "oracle utility (for the user, at the request's time) of the judge-read attributes the keywords leave open",

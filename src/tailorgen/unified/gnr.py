@@ -249,8 +249,9 @@ def train_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path
         torch.Generator().manual_seed(cfg.seed),
         HeldOutSignal(cfg.patience),
     )
+    hashes = {"dataset": {"hashes": data_hashes(data.dataset.root)}}
     run = TrainingRun(out, cfg, cfg.rl_steps, seed=cfg.seed, device=device, checkpoint_every=checkpoint_every,
-                      progress=progress, desc="gnr rl", log_every=1)  # fmt: skip
+                      progress=progress, desc="gnr rl", log_every=1, data=hashes)  # fmt: skip
     run.track(model=policy, optimizer=opt, rng=rng, generator=gen, signal=signal)
     code_ids, eval_users = policy.image_code_ids, data.held_out_users[: cfg.eval_users]
     for step in run:
@@ -328,20 +329,22 @@ def _jsonable(cfg) -> dict:
 class GNR:
     """A trained GNR model over its dataset: ``generate(user, n)`` draws and names the user's next item."""
 
-    def __init__(self, dataset: Dataset, model_dir: str | Path, device: str = "cpu"):
+    def __init__(self, dataset: Dataset, model_dir: str | Path, device: str = "cpu", histories: dict | None = None):
+        """``histories``: per user, the events to generate from (default: everything the dataset holds)."""
         folder = Path(model_dir)
         folder = folder / "rl" if (folder / "rl").is_dir() else folder / "sft" if (folder / "sft").is_dir() else folder
         self.model = UnifiedModel.from_pretrained(folder, device=device)
         self.folder = folder
         cfg = GNRTrainConfig(**read_json(folder / "training_report.json")["config"])
         self.settings = cfg.sampling
-        split = build_task_split(dataset, ("image_generation",), "none")
         content = item_content(dataset, with_images=self.model.config.with_images, progress=False)
         serializer = Serializer(content.texts, self.model.ids, self.model.config.max_history,
                                 content.has_images and self.model.config.with_images)  # fmt: skip
         images = ImageFeatures(content.item_ids, content.image_vectors, dim=content.image_dim)
         self.decoder = Decoder(self.model, serializer, images)
-        self.histories = {u: tuple(h) for u, h in split.train_histories.items()}
+        if histories is None:
+            histories = build_task_split(dataset, ("image_generation",), "none").train_histories
+        self.histories = {u: tuple(h) for u, h in histories.items()}
 
     def generate(self, users: list[str], n: int = 4, seed: int = 0) -> list[dict]:
         """Per user, ``n`` drawn next items: {"images", "titles", "codes"}."""

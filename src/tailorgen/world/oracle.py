@@ -98,6 +98,18 @@ class Oracle:
             utility_matrix(self.taste, np.array([u]), np.array([self.drift_fraction(t)]), values, log_price)[0, 0]
         )
 
+    def utilities(self, user_id: str, rows: list[dict], t: float) -> np.ndarray:
+        """``utility`` of many attribute sets (no price) for one user at one time, in one pass: (len(rows),).
+        Every row must name the same attributes."""
+        if not rows:
+            return np.zeros(0)
+        u = self.user_index.get(user_id)
+        if u is None:
+            raise UnknownIdError("user", user_id, known=list(self.user_index))
+        attrs = [a for a in rows[0] if a != "price" and rows[0][a] is not None]
+        values = {a: np.array([[self.value_index[a][r[a]] for r in rows]]) for a in attrs}
+        return utility_matrix(self.taste, np.array([u]), np.array([self.drift_fraction(t)]), values, None)[0]
+
     def item_attributes(self, item_id: str, visual_only: bool = False) -> dict:
         """The true attributes of a catalog item."""
         if self.item_truth is None:
