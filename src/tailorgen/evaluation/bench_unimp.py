@@ -382,28 +382,35 @@ def run_unimp_benchmark(
     if out is not None:
         write_record(record, out)
         if run.images:
-            image_grid(run.images).save(Path(out) / IMAGE_GRID)
+            image_grid(run.images, [e["keywords"] for e in run.extras["image_examples"]]).save(Path(out) / IMAGE_GRID)
     return record
 
 
 IMAGE_GRID = "unimp_images.png"
 
 
-def image_grid(images: dict, users: int = 8, scale: int = 3):
-    """Rows: the first users' keyword requests; columns: each method's images (what people look at)."""
-    from PIL import Image
+def image_grid(images: dict, keywords: list[str], users: int = 8, scale: int = 3):
+    """Rows: the first users' keyword requests (labelled); columns: the real target, then each method's images."""
+    from PIL import Image, ImageDraw
 
     methods = list(images["asked"])
-    first = images["asked"][methods[0]][0][0]
-    w, h = first.size
-    per = max(len(images["asked"][m][0]) for m in methods)
+    w, h = images["asked"][methods[0]][0][0].size
+    w, h = w * scale, h * scale
+    per = {m: len(images["asked"][m][0]) for m in methods}
     rows = min(users, len(images["asked"][methods[0]]))
-    grid = Image.new("RGB", (w * per * len(methods) + 4 * len(methods), h * rows), "white")
-    for c, m in enumerate(methods):
+    left, top, gap = 150, 18, 8
+    grid = Image.new("RGB", (left + sum(w * per[m] + gap for m in methods), top + h * rows), "white")
+    draw = ImageDraw.Draw(grid)
+    x = left
+    for m in methods:
+        draw.text((x, 3), m, fill="black")
         for r in range(rows):
             for j, im in enumerate(images["asked"][m][r]):
-                grid.paste(im, (c * (w * per + 4) + j * w, r * h))
-    return grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+                grid.paste(im.resize((w, h), Image.NEAREST), (x + j * w, top + r * h))
+        x += w * per[m] + gap
+    for r in range(rows):
+        draw.text((4, top + r * h + h // 2 - 6), keywords[r][:24], fill="black")
+    return grid
 
 
 def format_table(record: dict) -> str:

@@ -169,7 +169,7 @@ def score_image_generation(run) -> None:
     }
     run.extras["image_examples"] = [{"user": ex.user, "keywords": " ".join(t[a] for a in ASKED)}
                                     for ex, t in zip(req.tests[:8], req.truth[:8])]  # fmt: skip
-    run.images = images
+    run.images = {"asked": {"target": real, **images["asked"]}}  # the report's grid: the real item first
 
 
 def _task(name: str, values: dict, metrics: Sequence[str], primary: str, units: dict) -> Task:
