@@ -23,7 +23,6 @@ the history's), ``novelty`` and ``diversity``.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from tailorgen.common import read_json
 from tailorgen.data import Dataset
 from tailorgen.evaluation.metrics import diversity, novelty
 from tailorgen.evaluation.runner import Comparison, Task, against, build_record, write_record
-from tailorgen.training import config_from, data_hashes, require, setting
+from tailorgen.training import config_as_json, config_from, data_hashes, require, setting
 from tailorgen.unified import baselines as B
 from tailorgen.unified.gnr import GNR, GNRTrainConfig, train_gnr
 from tailorgen.unified.reward import RewardTrainConfig, train_reward
@@ -67,18 +66,12 @@ def cached(folder: Path, cfg, dataset_dir: Path, train) -> Path:
     """``folder``, trained now by ``train(folder)`` unless it holds a model of this config on this data."""
     report_path = folder / "training_report.json"
     report = read_json(report_path) if report_path.exists() else {}
-    same = report.get("config") == _jsonable(cfg) and report.get("data", {}).get("dataset", {}).get(
+    same = report.get("config") == config_as_json(cfg) and report.get("data", {}).get("dataset", {}).get(
         "hashes"
     ) == data_hashes(dataset_dir)
     if not same:
         train(folder)
     return folder
-
-
-def _jsonable(cfg) -> dict:
-    import json
-
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 def trained_models(cfg: GNRBenchConfig, root: Path, models: Path, progress: bool, device: str, monitor) -> dict:
@@ -230,7 +223,7 @@ def run_gnr_benchmark(
         what="Generate, Not Recommend: generated next items against recommended ones, in the user's future",
         tasks=[task],
         per_unit=per_unit,
-        config=_jsonable(cfg),
+        config=config_as_json(cfg),
         seeds=[cfg.seed],
         checkpoints={},
         started=started,

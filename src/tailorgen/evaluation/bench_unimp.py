@@ -34,7 +34,7 @@ from tailorgen.data import Dataset
 from tailorgen.evaluation import metrics as M
 from tailorgen.evaluation.runner import Task, against, build_record, write_record
 from tailorgen.evaluation.unimp_images import score_image_generation
-from tailorgen.training import config_from, data_hashes, require, setting
+from tailorgen.training import config_as_json, config_from, data_hashes, require, setting
 from tailorgen.unified import baselines as B
 from tailorgen.unified.model import UnifiedConfig
 from tailorgen.unified.serialize import IMAGE_TASKS, TASKS, Example
@@ -103,16 +103,10 @@ def trained(
     same_data = report.get("data", {}).get("dataset", {}).get("hashes") == data_hashes(dataset_dir)
     # A field added since the report was written reads as its default (a new field's default keeps
     # the old behaviour: that is the rule for adding one).
-    stored = _jsonable(UniMPTrainConfig()) | report.get("config", {})
-    if not (report and stored == _jsonable(train_cfg) and same_data):
+    stored = config_as_json(UniMPTrainConfig()) | report.get("config", {})
+    if not (report and stored == config_as_json(train_cfg) and same_data):
         train_unimp(train_cfg, dataset_dir, folder, progress=progress, device=device)
     return folder
-
-
-def _jsonable(cfg) -> dict:
-    import json
-
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 def ranking_values(ranked: Sequence[Sequence[str]], targets: Sequence[str]) -> dict[str, np.ndarray]:
@@ -372,7 +366,7 @@ def run_unimp_benchmark(
         what="UniMP (unified model) against field baselines: recommendation, search, rating, explanation",
         tasks=run.tasks,
         per_unit=run.per_unit,
-        config=_jsonable(cfg) | {"train_configs": {n: _jsonable(c) for n, c in configs.items()}},
+        config=config_as_json(cfg) | {"train_configs": {n: config_as_json(c) for n, c in configs.items()}},
         seeds=[cfg.seed],
         checkpoints={n: hash_file(w) for n, w in weights.items() if w.exists()},
         started=started,

@@ -22,7 +22,7 @@ survives a resume; ``config_from`` builds a config dataclass from a file and ``k
 overrides (the CLI's ``--config`` and ``--set``); ``setting`` gives a config field its help text.
 """
 
-from tailorgen.training.config import config_from, config_hash, require, setting
+from tailorgen.training.config import config_as_json, config_from, config_hash, require, setting
 from tailorgen.training.data import EpochOrder, TrainingShop, data_hashes, training_shop
 from tailorgen.training.environment import resolve_device, setup
 from tailorgen.training.errors import ConfigError, TrainingError
@@ -38,6 +38,7 @@ __all__ = [
     "TrainingRun",
     "TrainingShop",
     "TrainingStopped",
+    "config_as_json",
     "config_from",
     "config_hash",
     "data_hashes",

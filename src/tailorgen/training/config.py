@@ -77,6 +77,11 @@ def config_hash(config: Any) -> str:
     return hash_bytes(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
 
 
+def config_as_json(config: Any) -> dict:
+    """A config dataclass as its training report stores it (tuples as lists): compare a report's config with it."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
 def read_config_file(path: str | Path, cls: type | None = None) -> dict[str, Any]:
     """The key -> value table of a .json, .toml or .yaml/.yml file (a training report's ``config``)."""
     path = Path(path)

@@ -42,6 +42,7 @@ from tailorgen.encoders import default_encoder
 from tailorgen.training import (
     CHECKPOINT_EVERY,
     TrainingRun,
+    config_as_json,
     data_hashes,
     require,
     set_lr,
@@ -313,17 +314,11 @@ def train_gnr(
     model = UnifiedModel.from_pretrained(cfg.unimp)
     data = prepare_gnr(cfg, dataset_dir, model, progress)
     sft_report = out / "sft" / "training_report.json"
-    if not (sft_report.exists() and read_json(sft_report)["config"] == _jsonable(cfg)):
+    if not (sft_report.exists() and read_json(sft_report)["config"] == config_as_json(cfg)):
         train_sft(cfg, data, model, out / "sft", progress, device, checkpoint_every)
     policy = UnifiedModel.from_pretrained(out / "sft")
     report = train_rl(cfg, data, policy, out / "rl", progress, device, checkpoint_every, monitor)
     return report | {"seconds_total": round(time.perf_counter() - t0, 1)}
-
-
-def _jsonable(cfg) -> dict:
-    import json
-
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 class GNR:
