@@ -13,11 +13,12 @@ def small_shop(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_vq(small_shop, tmp_path_factory):
-    """A VQ image tokenizer of the shipped shape (32x32 -> 8x8 codes) trained for six steps, 64 codes."""
-    from tailorgen.unified.vq_train import VQTrainConfig, train_vq
+def tiny_vq_config():
+    """A VQ tokenizer at a fraction of the shipped width, with one more level (32x32 -> 8x8 codes of 64;
+    the shipped one has 16x16 of 1,024), trained for six steps."""
+    from tailorgen.unified.vq_train import VQTrainConfig
 
-    cfg = VQTrainConfig(
+    return VQTrainConfig(
         held_out_items=40,
         block_out_channels=(8, 16, 16),
         latent_channels=4,
@@ -29,8 +30,15 @@ def tiny_vq(small_shop, tmp_path_factory):
         restart_every=3,
         threads=1,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_vq(small_shop, tiny_vq_config, tmp_path_factory):
+    """The tiny VQ tokenizer trained once per session on ``small_shop`` (its folder; the report is inside)."""
+    from tailorgen.unified.vq_train import train_vq
+
     out = tmp_path_factory.mktemp("vq") / "vq"
-    train_vq(cfg, out, progress=False, checkpoint_every=0, dataset=small_shop)
+    train_vq(tiny_vq_config, out, progress=False, checkpoint_every=0, dataset=small_shop)
     return out
 
 

@@ -9,21 +9,7 @@ from click.testing import CliRunner
 
 from tailorgen.data import Dataset
 from tailorgen.unified.vq import VQImageTokenizer, build_vq_model, psnr
-from tailorgen.unified.vq_train import VQTrainConfig, train_vq
-
-# A tokenizer at a fraction of the shipped width, with one more level (32x32 -> 8x8 codes; the shipped one has 16x16).
-TINY = VQTrainConfig(
-    held_out_items=40,
-    block_out_channels=(8, 16, 16),
-    latent_channels=4,
-    code_dim=4,
-    codebook_size=64,
-    steps=6,
-    batch_size=16,
-    warmup_steps=2,
-    restart_every=3,
-    threads=1,
-)
+from tailorgen.unified.vq_train import train_vq
 
 
 def _images(shop, n, start=0):
@@ -31,15 +17,8 @@ def _images(shop, n, start=0):
     return [ds.load_image(i) for i in ds.items.column("item_id").to_pylist()[start : start + n]]
 
 
-@pytest.fixture(scope="module")
-def tiny_vq(small_shop, tmp_path_factory):
-    out = tmp_path_factory.mktemp("vq") / "vq"
-    report = train_vq(TINY, out, progress=False, checkpoint_every=0, dataset=small_shop)
-    return out, report
-
-
 def test_codes_and_pixels_have_the_documented_shapes_and_ranges(tiny_vq, small_shop):
-    path, report = tiny_vq
+    path, report = tiny_vq, json.loads((tiny_vq / "training_report.json").read_text())
     tok = VQImageTokenizer.from_pretrained(path)
     assert (tok.codebook_size, tok.tokens_per_image, tok.grid_shape) == (64, 64, (8, 8))
     assert report["tokens_per_image"] == 64 and report["held_out"]["items"] == 40
@@ -57,7 +36,7 @@ def test_codes_and_pixels_have_the_documented_shapes_and_ranges(tiny_vq, small_s
 
 
 def test_a_saved_tokenizer_reloads_to_the_same_codes_and_pixels(tiny_vq, small_shop, tmp_path):
-    path, _ = tiny_vq
+    path = tiny_vq
     tok = VQImageTokenizer.from_pretrained(path)
     tok.save_pretrained(tmp_path / "again")
     assert (tmp_path / "again" / "diffusion_pytorch_model.safetensors").is_file()
@@ -74,10 +53,10 @@ def test_a_missing_tokenizer_names_the_command_that_makes_it(tmp_path):
         VQImageTokenizer.from_pretrained(tmp_path / "nothing")
 
 
-def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(small_shop, tmp_path):
+def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(small_shop, tiny_vq_config, tmp_path):
     from tailorgen.training import TrainingStopped
 
-    cfg = dataclasses.replace(TINY, steps=8)  # restarts at steps 3 and 6: one on each side of the stop
+    cfg = dataclasses.replace(tiny_vq_config, steps=8)  # restarts at steps 3 and 6: one on each side of the stop
     whole = train_vq(cfg, tmp_path / "whole", progress=False, checkpoint_every=0, dataset=small_shop)
     with pytest.raises(TrainingStopped):
         train_vq(cfg, tmp_path / "resumed", progress=False, checkpoint_every=4, stop_after=4, dataset=small_shop)
@@ -91,9 +70,11 @@ def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(small_shop
     assert other["steps"] == 8 and not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_training_reconstructs_the_images_it_trained_on_far_better_than_an_untrained_tokenizer(small_shop, tmp_path):
+def test_training_reconstructs_the_images_it_trained_on_far_better_than_an_untrained_tokenizer(
+    small_shop, tiny_vq_config, tmp_path
+):
     # The first 16 items are the whole training set (the other 384 held out); a test that can fail.
-    cfg = dataclasses.replace(TINY, held_out_items=384, steps=120, lr=3e-3, warmup_steps=10, restart_every=20)
+    cfg = dataclasses.replace(tiny_vq_config, held_out_items=384, steps=120, lr=3e-3, warmup_steps=10, restart_every=20)
     train_vq(cfg, tmp_path / "fit", progress=False, checkpoint_every=0, dataset=small_shop)
     images = _images(small_shop, 16)
     trained = VQImageTokenizer.from_pretrained(tmp_path / "fit")
@@ -109,7 +90,7 @@ def test_quality_reads_originals_and_reconstructions_with_the_judge(tiny_vq, tin
     from tailorgen.evaluation.judge import ATTRIBUTES, Judge
     from tailorgen.evaluation.vq_quality import format_table, vq_quality
 
-    tok = VQImageTokenizer.from_pretrained(tiny_vq[0])
+    tok = VQImageTokenizer.from_pretrained(tiny_vq)
     result, grid = vq_quality(tok, Judge(tiny_judge[0]), small_shop, limit=48, batch_size=20, grid_items=6)
     assert result["items"] == 48 and result["tokens_per_image"] == 64
     for kind in ("original", "reconstruction"):
