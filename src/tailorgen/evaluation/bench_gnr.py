@@ -33,7 +33,7 @@ from tailorgen.common import read_json
 from tailorgen.data import Dataset
 from tailorgen.evaluation.metrics import diversity, novelty
 from tailorgen.evaluation.runner import Comparison, Task, against, build_record, write_record
-from tailorgen.training import config_as_json, config_from, data_hashes, require, setting
+from tailorgen.training import config_as_json, config_from, require, setting, trained_with
 from tailorgen.unified import baselines as B
 from tailorgen.unified.gnr import GNR, GNRTrainConfig, train_gnr
 from tailorgen.unified.reward import RewardTrainConfig, train_reward
@@ -64,12 +64,7 @@ class GNRBenchConfig:
 
 def cached(folder: Path, cfg, dataset_dir: Path, train) -> Path:
     """``folder``, trained now by ``train(folder)`` unless it holds a model of this config on this data."""
-    report_path = folder / "training_report.json"
-    report = read_json(report_path) if report_path.exists() else {}
-    same = report.get("config") == config_as_json(cfg) and report.get("data", {}).get("dataset", {}).get(
-        "hashes"
-    ) == data_hashes(dataset_dir)
-    if not same:
+    if not trained_with(folder, cfg, dataset_dir):
         train(folder)
     return folder
 

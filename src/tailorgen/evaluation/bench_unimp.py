@@ -34,7 +34,7 @@ from tailorgen.data import Dataset
 from tailorgen.evaluation import metrics as M
 from tailorgen.evaluation.runner import Task, against, build_record, write_record
 from tailorgen.evaluation.unimp_images import score_image_generation
-from tailorgen.training import config_as_json, config_from, data_hashes, require, setting
+from tailorgen.training import config_as_json, config_from, require, setting, trained_with
 from tailorgen.unified import baselines as B
 from tailorgen.unified.model import UnifiedConfig
 from tailorgen.unified.serialize import IMAGE_TASKS, TASKS, Example
@@ -99,12 +99,7 @@ def trained(
 ) -> Path:
     """The model folder, trained now unless one trained with this exact config on this exact data is there."""
     folder = models_dir / name
-    report = read_json(folder / "training_report.json") if (folder / "training_report.json").exists() else {}
-    same_data = report.get("data", {}).get("dataset", {}).get("hashes") == data_hashes(dataset_dir)
-    # A field added since the report was written reads as its default (a new field's default keeps
-    # the old behaviour: that is the rule for adding one).
-    stored = config_as_json(UniMPTrainConfig()) | report.get("config", {})
-    if not (report and stored == config_as_json(train_cfg) and same_data):
+    if not trained_with(folder, train_cfg, dataset_dir):
         train_unimp(train_cfg, dataset_dir, folder, progress=progress, device=device)
     return folder
 

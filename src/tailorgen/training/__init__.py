@@ -26,7 +26,7 @@ from tailorgen.training.config import config_as_json, config_from, config_hash, 
 from tailorgen.training.data import EpochOrder, TrainingShop, data_hashes, training_shop
 from tailorgen.training.environment import resolve_device, setup
 from tailorgen.training.errors import ConfigError, TrainingError
-from tailorgen.training.report import write_report
+from tailorgen.training.report import trained_with, write_report
 from tailorgen.training.run import CHECKPOINT_EVERY, TrainingRun, TrainingStopped
 from tailorgen.training.schedule import set_lr, warmup_cosine
 
@@ -47,6 +47,7 @@ __all__ = [
     "set_lr",
     "setting",
     "setup",
+    "trained_with",
     "training_shop",
     "warmup_cosine",
     "write_report",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
-from tailorgen.common import environment_versions, write_json
+from tailorgen.common import environment_versions, read_json, write_json
 from tailorgen.common.manifest import now_utc
+from tailorgen.training.config import config_as_json
+from tailorgen.training.data import data_hashes
 
 
 def write_report(
@@ -45,3 +48,19 @@ def write_report(
     }
     write_json(Path(folder) / "training_report.json", report)
     return report
+
+
+def trained_with(folder: str | Path, config: Any, dataset_dir: str | Path) -> bool:
+    """Whether ``folder`` holds a model its report says was trained with ``config`` on ``dataset_dir``'s data.
+
+    A field added to the config since the report was written reads as its default (a new field's
+    default keeps the old behaviour: that is the rule for adding one).
+    """
+    path = Path(folder) / "training_report.json"
+    if not path.exists():
+        return False
+    report = read_json(path)
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    stored = json.loads(json.dumps(defaults, default=str)) | report.get("config", {})
+    same_data = report.get("data", {}).get("dataset", {}).get("hashes") == data_hashes(dataset_dir)
+    return same_data and stored == config_as_json(config)

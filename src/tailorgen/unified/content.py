@@ -59,6 +59,13 @@ def _aligned(item_ids: list[str], ids: list[str], vectors: np.ndarray, dim: int)
     return out
 
 
+def has_image(dataset: Dataset) -> list[bool]:
+    """Per item (in the table's order), whether it has an image (a file or inline bytes)."""
+    files = dataset.items.column("image").is_valid().to_pylist()
+    inline = dataset.items.column("image_bytes").is_valid().to_pylist()
+    return [a or b for a, b in zip(files, inline, strict=True)]
+
+
 def item_content(
     dataset: Dataset, with_images: bool = True, progress: bool = True, max_field_words: int = 20
 ) -> ItemContent:
@@ -69,10 +76,7 @@ def item_content(
     text_ids, text_vecs = encode_catalog(dataset, default_encoder("text"), progress=progress)
     text_vecs = _aligned(item_ids, text_ids, text_vecs, text_vecs.shape[1])
     image_encoder = default_encoder("image")
-    has_images = any(
-        dataset.items.column("image").is_valid().to_pylist()
-        + dataset.items.column("image_bytes").is_valid().to_pylist()
-    )
+    has_images = any(has_image(dataset))
     if not has_images:
         image_vecs = np.zeros((len(item_ids), image_encoder.dim), np.float32)
         return ItemContent(item_ids, texts, l2_normalize(text_vecs).astype(np.float32), image_vecs, False)

@@ -42,12 +42,12 @@ from tailorgen.encoders import default_encoder
 from tailorgen.training import (
     CHECKPOINT_EVERY,
     TrainingRun,
-    config_as_json,
     data_hashes,
     require,
     set_lr,
     setting,
     setup,
+    trained_with,
     warmup_cosine,
 )
 from tailorgen.unified.batch import ImageFeatures, collate
@@ -313,8 +313,7 @@ def train_gnr(
     out = Path(out)
     model = UnifiedModel.from_pretrained(cfg.unimp)
     data = prepare_gnr(cfg, dataset_dir, model, progress)
-    sft_report = out / "sft" / "training_report.json"
-    if not (sft_report.exists() and read_json(sft_report)["config"] == config_as_json(cfg)):
+    if not trained_with(out / "sft", cfg, dataset_dir):
         train_sft(cfg, data, model, out / "sft", progress, device, checkpoint_every)
     policy = UnifiedModel.from_pretrained(out / "sft")
     report = train_rl(cfg, data, policy, out / "rl", progress, device, checkpoint_every, monitor)

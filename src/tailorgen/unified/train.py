@@ -34,7 +34,7 @@ from tailorgen.training import (
     warmup_cosine,
 )
 from tailorgen.unified.batch import ImageFeatures, collate
-from tailorgen.unified.content import ItemContent, item_content
+from tailorgen.unified.content import ItemContent, has_image, item_content
 from tailorgen.unified.item_ids import SCHEMES, ItemIdentifiers
 from tailorgen.unified.keywords import Keywords
 from tailorgen.unified.model import UnifiedConfig, UnifiedModel, load_base_tokenizer, small_llama_config
@@ -131,19 +131,13 @@ def image_codes(vq: VQImageTokenizer, dataset: Dataset, progress: bool) -> dict[
     """Each item image's VQ codes in raster order (items without an image have none)."""
     from tqdm.auto import tqdm
 
-    items = [i for i, ok in zip(dataset.items.column("item_id").to_pylist(), _has_image(dataset), strict=True) if ok]
+    items = [i for i, ok in zip(dataset.items.column("item_id").to_pylist(), has_image(dataset), strict=True) if ok]
     out: dict[str, list[int]] = {}
     for s in tqdm(range(0, len(items), 256), desc="image codes", unit="batch", disable=not progress, leave=False):
         part = items[s : s + 256]
         codes = vq.encode([dataset.load_image(i) for i in part]).reshape(len(part), -1)
         out |= {i: c.tolist() for i, c in zip(part, codes, strict=True)}
     return out
-
-
-def _has_image(dataset: Dataset) -> list[bool]:
-    a = dataset.items.column("image").is_valid().to_pylist()
-    b = dataset.items.column("image_bytes").is_valid().to_pylist()
-    return [x or y for x, y in zip(a, b, strict=True)]
 
 
 def item_identifiers(cfg: UniMPTrainConfig, content: ItemContent) -> ItemIdentifiers:
@@ -157,7 +151,7 @@ def prepare(
 ) -> Prepared:
     """``content``: the items' texts and embeddings computed elsewhere (``ItemContent.save``), else here."""
     dataset = Dataset.load(dataset_dir)
-    has_images = any(_has_image(dataset))
+    has_images = any(has_image(dataset))
     tasks = tuple(t for t in cfg.tasks if t not in IMAGE_TASKS or has_images)
     split = build_task_split(dataset, tasks, cfg.holdout)
     if content is None:
