@@ -220,7 +220,8 @@ def test_cli_answers_and_refuses_unknown_ids(tiny_unimp, small_shop):
         main, ["unimp", "recommend", str(small_shop), "--user", user, "--model", str(out), "-k", "3", "--json"]
     )
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.stdout)) == 3
+    record = json.loads(res.stdout)
+    assert record["user"] == user and len(record["items"]) == 3
     res = runner.invoke(
         main, ["unimp", "rate", str(small_shop), "--user", "nobody", "--item", "i000", "--model", str(out)]
     )

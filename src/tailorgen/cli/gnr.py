@@ -33,6 +33,7 @@ def generate_cmd(dataset, user, model_dir, n, seed, out, device) -> None:
     from tailorgen.data import Dataset, UnknownIdError
     from tailorgen.data.ids import id_file_stem
     from tailorgen.unified.gnr import GNR
+    from tailorgen.unified.records import generated_record
 
     model = GNR(Dataset.load(dataset), model_dir, device=device)
     if user not in model.histories:
@@ -44,7 +45,6 @@ def generate_cmd(dataset, user, model_dir, n, seed, out, device) -> None:
     for j, im in enumerate(made["images"]):
         paths.append(str(out / f"gnr-{id_file_stem(user)}-{seed}-{j}.png"))  # ids may hold any text
         im.save(paths[-1])
-    record = {"user": user, "seed": seed, "model": str(model.folder), "images": paths, "titles": made["titles"],
-              "codes": made["codes"].tolist()}  # fmt: skip
+    record = generated_record(user, seed, made, paths, model.folder)
     write_json(out / "gnr.json", record)
     click.echo(json.dumps({k: v for k, v in record.items() if k != "codes"}, indent=2))

@@ -36,11 +36,9 @@ def _load(dataset, model_dir, device):
     return UniMP(Dataset.load(dataset), model_dir, device=device)
 
 
-def _print_ranked(ranked, titles, as_json) -> None:
-    if as_json:
-        click.echo(
-            json.dumps([{"item_id": i, "log_prob": round(s, 4), "title": titles.get(i)} for i, s in ranked], indent=2)
-        )
+def _print_ranked(ranked, titles, record) -> None:
+    if record is not None:
+        click.echo(json.dumps(record, indent=2))
         return
     for rank, (item, score) in enumerate(ranked, 1):
         click.echo(f"{rank:>2}. {item}  log-prob {score:8.3f}  {titles.get(item, '')}")
@@ -55,8 +53,11 @@ def _titles(model) -> dict:
 @click.option("-k", "--top", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
 def recommend_cmd(dataset, user, model_dir, as_json, device, k) -> None:
     """The next items for USER (from the whole catalog, their history left out), best first."""
+    from tailorgen.unified.records import recommendation_record
+
     model = _load(dataset, model_dir, device)
-    _print_ranked(model.recommend([user], k)[0], _titles(model), as_json)
+    ranked, titles = model.recommend([user], k)[0], _titles(model)
+    _print_ranked(ranked, titles, recommendation_record(user, ranked, titles) if as_json else None)
 
 
 @unimp.command("search")
@@ -65,8 +66,11 @@ def recommend_cmd(dataset, user, model_dir, as_json, device, k) -> None:
 @click.option("-k", "--top", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
 def search_cmd(dataset, user, model_dir, as_json, device, query, k) -> None:
     """Items for USER's QUERY, read in the light of their history."""
+    from tailorgen.unified.records import search_record
+
     model = _load(dataset, model_dir, device)
-    _print_ranked(model.search(user, query, k), _titles(model), as_json)
+    ranked, titles = model.search(user, query, k), _titles(model)
+    _print_ranked(ranked, titles, search_record(user, query, ranked, titles) if as_json else None)
 
 
 @unimp.command("rate")
@@ -74,14 +78,11 @@ def search_cmd(dataset, user, model_dir, as_json, device, query, k) -> None:
 @click.option("--item", required=True, help="Item id to rate.")
 def rate_cmd(dataset, user, model_dir, as_json, device, item) -> None:
     """USER's predicted rating of ITEM: the expected value of the model's distribution over 1..5."""
+    from tailorgen.unified.records import rating_record
+
     model = _load(dataset, model_dir, device)
     expected, dist = model.rate(user, item)
-    record = {
-        "user": user,
-        "item": item,
-        "rating": round(expected, 3),
-        "distribution": [round(float(p), 4) for p in dist],
-    }
+    record = rating_record(user, item, expected, dist)
     click.echo(
         json.dumps(record, indent=2)
         if as_json
@@ -94,9 +95,11 @@ def rate_cmd(dataset, user, model_dir, as_json, device, item) -> None:
 @click.option("--item", required=True, help="Item id to explain.")
 def explain_cmd(dataset, user, model_dir, as_json, device, item) -> None:
     """What USER would say about ITEM, written by the model (a review-like explanation)."""
+    from tailorgen.unified.records import explanation_record
+
     model = _load(dataset, model_dir, device)
     text = model.explain(user, item)
-    click.echo(json.dumps({"user": user, "item": item, "explanation": text}, indent=2) if as_json else text)
+    click.echo(json.dumps(explanation_record(user, item, text), indent=2) if as_json else text)
 
 
 @unimp.command("imagine")
@@ -118,14 +121,12 @@ def imagine_cmd(dataset, user, model_dir, as_json, device, keywords, n, out, gui
     """Draw N images of an item for USER that fits KEYWORDS: the model writes each image as VQ codes,
     guided by USER's history, and the VQ decoder turns them into pixels. Writes OUT/imagine-*.png,
     a grid and OUT/imagine.json."""
-    import dataclasses
     from pathlib import Path
 
-    from tailorgen.common.hashing import hash_file
     from tailorgen.common.manifest import write_json
     from tailorgen.data.ids import id_file_stem
+    from tailorgen.unified.records import imagined_record
     from tailorgen.unified.sample import SamplingSettings
-    from tailorgen.unified.vq import WEIGHTS
 
     model = _load(dataset, model_dir, device)
     settings = SamplingSettings(guidance=guidance, temperature=temperature, top_k=top_k, top_p=top_p)
@@ -139,23 +140,7 @@ def imagine_cmd(dataset, user, model_dir, as_json, device, keywords, n, out, gui
         im.save(path)
         paths.append(str(path))
     _grid(made.images).save(out / f"imagine-{safe}-{seed}-grid.png")
-    folder = model.model_dir
-    record = {
-        "user": user,
-        "keywords": keywords,
-        "n": n,
-        "seed": seed,
-        "settings": dataclasses.asdict(settings),
-        "images": paths,
-        "tokens": made.codes.tolist(),
-        "log_probs": [round(float(x), 3) for x in made.log_probs],
-        "checkpoints": {
-            "model": str(folder),
-            "lm": hash_file(folder / "lm" / "model.safetensors") if (folder / "lm" / "model.safetensors").exists()
-            else None,
-            "vq": hash_file(folder / "vq" / WEIGHTS),
-        },
-    }  # fmt: skip
+    record = imagined_record(user, keywords, made, paths, model.model_dir)
     write_json(out / "imagine.json", record)
     if as_json:
         click.echo(json.dumps({k: v for k, v in record.items() if k != "tokens"}, indent=2))

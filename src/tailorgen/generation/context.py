@@ -188,6 +188,12 @@ class PersonalizationContext:
             if item_id not in self.texts:
                 raise UnknownIdError("item", item_id, str(self.dataset.root))
 
+    def interest_tags(self, user_id: str, n: int = 8) -> list[str]:
+        """The ``n`` heaviest tags of the user's recency-weighted interest profile (text and image tags)."""
+        if user_id not in self.histories:
+            raise UnknownIdError("user", user_id, f"{self.dataset.root} (no interactions)")
+        return build_profile(user_id, self.histories[user_id], self.item_tags, self.settings.recency_half_life).top(n)
+
     def accent_of(self, history: list[str]) -> np.ndarray:
         """(5,) the accent ``history`` (oldest first) shows most, recency-weighted (``interests.accent``)."""
         if not history:

@@ -181,8 +181,13 @@ class IAMGGenerator:
         method: str = "full",
         batch_size: int = 32,
         requests: list[Request] | None = None,
+        guidance_scale: float | None = None,
+        num_inference_steps: int | None = None,
     ) -> list[Generation]:
-        """``n`` images for each (user_id, item_id); ``requests`` reuses already-made Requests."""
+        """``n`` images for each (user_id, item_id); ``requests`` reuses already-made Requests.
+
+        ``guidance_scale`` and ``num_inference_steps`` override the generator's for this call only
+        (a server answers requests with different settings from one loaded generator)."""
         if method not in METHODS:
             raise ValueError(f"unknown method '{method}'; choose from {list(METHODS)}")
         rewritten, use = METHODS[method]
@@ -210,8 +215,8 @@ class IAMGGenerator:
                 conditions,
                 image=source,
                 use=use,
-                guidance_scale=self.guidance_scale,
-                num_inference_steps=self.num_inference_steps,
+                guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
+                num_inference_steps=num_inference_steps or self.num_inference_steps,
                 latents=latents,
             )
             t_condition += t2 - t1
@@ -224,8 +229,11 @@ class IAMGGenerator:
         }
         return [Generation(r, method, images[j * n : (j + 1) * n], seed, seconds) for j, r in enumerate(requests)]
 
-    def generate(self, user_id: str, item_id: str, n: int = 4, seed: int = 0, method: str = "full") -> Generation:
-        return self.generate_batch([(user_id, item_id)], n=n, seed=seed, method=method)[0]
+    def generate(
+        self, user_id: str, item_id: str, n: int = 4, seed: int = 0, method: str = "full", **overrides
+    ) -> Generation:
+        """``overrides``: ``guidance_scale``, ``num_inference_steps`` for this call (see ``generate_batch``)."""
+        return self.generate_batch([(user_id, item_id)], n=n, seed=seed, method=method, **overrides)[0]
 
 
 def request_folder(user_id: str, item_id: str, method: str) -> Path:

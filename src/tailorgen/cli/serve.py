@@ -1,0 +1,60 @@
+"""`tailorgen serve`: the HTTP API and the web page over one dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tailorgen.cli import main
+from tailorgen.cli.options import device_option
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0 opens it to the network).")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--outputs", type=click.Path(file_okay=False), default="runs/serve", show_default=True,
+              help="Where generated images and their records go, one folder per request.")  # fmt: skip
+@click.option("--generator", type=click.Path(exists=True, file_okay=False), default=None,
+              help="I-AM-G generator folder (default: the shipped one).")  # fmt: skip
+@click.option("--unimp", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Unified model folder (default: the shipped one, which answers for the demo shop).")  # fmt: skip
+@click.option("--gnr", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A Generate, Not Recommend model (tailorgen train gnr); else that endpoint says none.")  # fmt: skip
+@click.option("--engines", default="iamg,unimp,gnr", show_default=True, help="Which models to load.")
+@click.option("--image-queue", type=click.IntRange(0), default=8, show_default=True,
+              help="Generation requests that may wait behind the running one; more get 503, Retry-After.")  # fmt: skip
+@click.option("--answer-queue", type=click.IntRange(0), default=64, show_default=True,
+              help="Recommend/search/rate/explain requests that may wait; more get 503 and Retry-After.")  # fmt: skip
+@device_option()
+def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_queue, answer_queue, device) -> None:
+    """Serve DATASET over HTTP: the API (OpenAPI at /docs), health (/health) and readiness (/ready),
+    and a web page at / to pick a user and see their history, interests, recommendations, a search,
+    personalized images of an item, images drawn from keywords and generated next items.
+
+    The models load once, in the background (/ready says when). One generation runs at a time (it
+    uses both cores); a bounded queue waits behind it.
+
+    \b
+    Example:
+      tailorgen serve runs/demo/shop            # then open http://127.0.0.1:8000/
+    """
+    import uvicorn
+
+    from tailorgen.service import ServiceSettings, create_app
+
+    settings = ServiceSettings(
+        dataset=Path(dataset),
+        outputs=Path(outputs),
+        generator=Path(generator) if generator else None,
+        unimp=Path(unimp) if unimp else None,
+        gnr=Path(gnr) if gnr else None,
+        engines=tuple(e.strip() for e in engines.split(",") if e.strip()),
+        device=device,
+        image_queue=image_queue,
+        answer_queue=answer_queue,
+    )
+    click.echo(f"serving {dataset} on http://{host}:{port}/ (API docs: /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

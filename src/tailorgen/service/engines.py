@@ -1,0 +1,130 @@
+"""The models behind the service, loaded once, in the background, and what each answers.
+
+``Engines.load()`` runs on a thread at start-up, so the server answers health checks (and says
+"not ready") while the models load. An engine that cannot load here (say, a unified model trained
+on another catalog) is reported with its reason; its endpoints answer 503 with that reason and
+the others work.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+from tailorgen.data import Dataset, UnknownIdError
+from tailorgen.service.settings import ServiceSettings
+
+
+class Unavailable(Exception):
+    """An engine that is still loading, failed to load, or was not asked for."""
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in (str(error) or type(error).__name__).splitlines() if line.strip()]
+    return "; ".join(lines)
+
+
+class Engines:
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self.dataset = Dataset(settings.dataset)  # a bad dataset stops the server at start, with its error
+        items = self.dataset.items.to_pylist()
+        self.titles = {r["item_id"]: r.get("title") or "" for r in items}
+        self.categories = {r["item_id"]: r.get("category") or "" for r in items}
+        self.histories = self.dataset.user_histories()
+        self.users = sorted(self.histories)
+        self.queries = self._last_queries()
+        self.state = {name: ("loading" if name in settings.engines else "off") for name in ("iamg", "unimp", "gnr")}
+        self.errors: dict[str, str] = {}
+        self.models: dict[str, object] = {}
+        self.loaded = threading.Event()
+
+    def _last_queries(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.dataset.queries is not None:
+            for q in sorted(self.dataset.queries.to_pylist(), key=lambda q: q["timestamp"]):
+                out[q["user_id"]] = q["query"]
+        return out
+
+    def load(self) -> None:
+        s = self.settings
+        loaders = {"iamg": self._load_iamg, "unimp": self._load_unimp, "gnr": self._load_gnr}
+        for name in s.engines:
+            try:
+                self.models[name] = loaders[name]()
+                self.state[name] = "ready"
+            except Exception as e:  # noqa: BLE001 - reported per engine; the others still serve
+                self.state[name], self.errors[name] = "failed", one_line(e)
+        self.loaded.set()
+
+    def _load_iamg(self):
+        from tailorgen.generation.iamg import IAMGGenerator
+
+        return IAMGGenerator(self.dataset, self.settings.generator)
+
+    def _load_unimp(self):
+        from tailorgen.unified import UniMP
+
+        return UniMP(self.dataset, self.settings.unimp, device=self.settings.device)
+
+    def _load_gnr(self):
+        from tailorgen.unified.gnr import GNR
+
+        if self.settings.gnr is None:
+            raise ValueError("no Generate, Not Recommend model: start the server with --gnr DIR (tailorgen train gnr)")
+        return GNR(self.dataset, self.settings.gnr, device=self.settings.device)
+
+    def get(self, name: str):
+        state = self.state[name]
+        if state == "ready":
+            return self.models[name]
+        if state == "loading":
+            raise Unavailable(f"{name} is still loading", retry_after=5)
+        if state == "off":
+            raise Unavailable(f"{name} is not served by this server (start it with that engine)")
+        raise Unavailable(f"{name} failed to load: {self.errors[name]}")
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded.is_set()
+
+    # What the data says, without a model.
+    def check_user(self, user: str) -> str:
+        if user not in self.histories:
+            raise UnknownIdError("user", user, str(Path(self.dataset.root) / "interactions.parquet"), self.users[:5])
+        return user
+
+    def check_item(self, item: str) -> str:
+        if item not in self.titles:
+            raise UnknownIdError("item", item, str(Path(self.dataset.root) / "items.parquet"))
+        return item
+
+    def item_summary(self, item: str) -> dict:
+        return {"item_id": item, "title": self.titles[item], "category": self.categories[item]}
+
+    def user_record(self, user: str, max_history: int = 50) -> dict:
+        """A user's history (most recent last), last search query and interest tags (from I-AM-G's
+        profile, when it is loaded)."""
+        history = self.histories[self.check_user(user)]
+        record = {
+            "user": user,
+            "history_length": len(history),
+            "history": [self.item_summary(i) for i in history[-max_history:]],
+            "last_query": self.queries.get(user),
+        }
+        if self.state["iamg"] == "ready":
+            record["interests"] = self.models["iamg"].context.interest_tags(user)
+        return record
+
+    def item_png(self, item: str) -> bytes | None:
+        image = self.dataset.load_image(self.check_item(item))
+        if image is None:
+            return None
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
