@@ -202,3 +202,15 @@ def test_cli_imagine_writes_images_and_a_record_with_safe_names(drawing, small_s
         ],
     )
     assert res.exit_code == 2 and "../nobody" in res.output and not (tmp_path / "nobody").exists()
+
+
+def test_extreme_sampling_settings_draw_real_codes_and_too_cold_is_refused(drawing):
+    """schemathesis found NaN probabilities at temperature 1e-40 (guided scores / T overflowed)."""
+    model, _ = drawing
+    user = sorted(model.histories)[0]
+    for settings in (SamplingSettings(guidance=20, temperature=0.01, top_k=0, top_p=1e-9),
+                     SamplingSettings(guidance=0, temperature=5, top_k=1)):  # fmt: skip
+        made = model.imagine(user, "dress", 1, settings, seed=0)
+        assert torch.isfinite(made.log_probs).all()
+    with pytest.raises(ValueError, match="temperature: 1e-40 is not allowed"):
+        SamplingSettings(temperature=1e-40)

@@ -112,7 +112,8 @@ def explain_cmd(dataset, user, model_dir, as_json, device, item) -> None:
               help="Folder for the PNGs and imagine.json (tokens, settings, seed, checkpoints).")  # fmt: skip
 @click.option("--guidance", type=click.FloatRange(0), default=3.0, show_default=True,
               help="Classifier-free guidance against no history and no keywords (1: none).")  # fmt: skip
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
+@click.option("--temperature", type=click.FloatRange(0.01), default=1.0, show_default=True,
+              help="Sampling temperature (>= 0.01; lower is closer to greedy).")  # fmt: skip
 @click.option("--top-k", type=click.IntRange(0), default=256, show_default=True, help="Codes kept per step (0: all).")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

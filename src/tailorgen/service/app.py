@@ -26,6 +26,7 @@ from tailorgen.service.gate import Busy, Lane
 from tailorgen.service.outputs import Outputs
 from tailorgen.service.settings import ServiceSettings
 from tailorgen.service.work import generate_next, imagine, personalize
+from tailorgen.unified.sample import MIN_TEMPERATURE
 
 MAX_ID = 256  # characters of a user or item id in a request
 UserId = Annotated[str, Query(min_length=1, max_length=MAX_ID, description="A user id of the dataset.")]
@@ -54,7 +55,7 @@ class ImagineRequest(BaseModel):
     n: int = Field(4, ge=1, le=8)
     seed: int = Seed
     guidance: float = Field(3.0, ge=0, le=20)
-    temperature: float = Field(1.0, gt=0, le=5)
+    temperature: float = Field(1.0, ge=MIN_TEMPERATURE, le=5)
     top_k: int = Field(256, ge=0, le=4096, description="Codes kept per step (0: all).")
     top_p: float = Field(1.0, gt=0, le=1)
 
@@ -97,7 +98,33 @@ def create_app(settings: ServiceSettings, load_in_background: bool = True) -> Fa
     _add_answers(app, engines, answers)
     _add_generation(app, engines, outputs, images)
     _add_pages(app, outputs)
+    _document_examples(app, engines)
     return app
+
+
+def _document_examples(app: FastAPI, engines: Engines) -> None:
+    """Real ids of this dataset as the OpenAPI examples, so /docs' "Try it out" (and schemathesis)
+    starts from requests that answer rather than from ids that do not exist."""
+    user = engines.users[0] if engines.users else None
+    item = next(iter(engines.titles), None)
+    values = {"user": user, "user_id": user, "item": item, "query": engines.queries.get(user) or "dress"}
+    values = {k: v for k, v in values.items() if v is not None}
+    make_schema = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = make_schema()
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                for param in operation.get("parameters", []):
+                    if param["name"] in values:
+                        param["schema"]["examples"] = [values[param["name"]]]
+            for component in schema.get("components", {}).get("schemas", {}).values():
+                for name, prop in component.get("properties", {}).items():
+                    if name in values:
+                        prop["examples"] = [values[name]]
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _add_errors(app: FastAPI) -> None:

@@ -55,7 +55,7 @@ from tailorgen.unified.content import item_content
 from tailorgen.unified.decode import Decoder
 from tailorgen.unified.model import UnifiedModel
 from tailorgen.unified.reward import PreferenceReward, embed_pixels, is_held_out
-from tailorgen.unified.sample import Prompt, SamplingSettings, guided_log_probs, sample_codes
+from tailorgen.unified.sample import MIN_TEMPERATURE, Prompt, SamplingSettings, guided_log_probs, sample_codes
 from tailorgen.unified.serialize import Event, Example, Serializer
 from tailorgen.unified.tasks import build_task_split
 from tailorgen.unified.tokenizer import PieceEncoder
@@ -93,8 +93,8 @@ class GNRTrainConfig:
         require(self.group_size >= 2, "group_size", self.group_size, "an integer >= 2 (advantages need a group)")
         require(self.sft_steps >= 0 and self.rl_steps >= 0, "sft_steps", (self.sft_steps, self.rl_steps), ">= 0")
         require(0 <= self.drop_history < 1, "drop_history", self.drop_history, "a share in [0, 1)")
-        require(self.guidance >= 0 and self.temperature > 0, "guidance", (self.guidance, self.temperature),
-                "guidance >= 0 and temperature > 0")  # fmt: skip
+        require(self.guidance >= 0 and self.temperature >= MIN_TEMPERATURE, "guidance",
+                (self.guidance, self.temperature), f"guidance >= 0 and temperature >= {MIN_TEMPERATURE}")  # fmt: skip
 
     @property
     def sampling(self) -> SamplingSettings:

@@ -21,17 +21,21 @@ from transformers import TopKLogitsWarper, TopPLogitsWarper
 
 from tailorgen.training import require
 
+MIN_TEMPERATURE = 0.01
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
     guidance: float = 3.0
+    # Below MIN_TEMPERATURE sampling is already greedy in all but name, and dividing guided
+    # log-probabilities by a smaller number overflows float32 (inf - inf: NaN probabilities).
     temperature: float = 1.0
     top_k: int = 256
     top_p: float = 1.0
 
     def __post_init__(self):
         require(self.guidance >= 0, "guidance", self.guidance, "a number >= 0 (1: no guidance)")
-        require(self.temperature > 0, "temperature", self.temperature, "a number > 0")
+        require(self.temperature >= MIN_TEMPERATURE, "temperature", self.temperature, f"a number >= {MIN_TEMPERATURE}")
         require(self.top_k >= 0, "top_k", self.top_k, "an integer >= 0 (0: no top-k)")
         require(0 < self.top_p <= 1, "top_p", self.top_p, "a number in (0, 1]")
 
