@@ -28,11 +28,17 @@ from tailorgen.cli.options import device_option
               help="Generation requests that may wait behind the running one; more get 503, Retry-After.")  # fmt: skip
 @click.option("--answer-queue", type=click.IntRange(0), default=64, show_default=True,
               help="Recommend/search/rate/explain requests that may wait; more get 503 and Retry-After.")  # fmt: skip
+@click.option("--study", "studies", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A study folder (tailorgen study prepare) to run at /study/ID (repeatable).")  # fmt: skip
 @device_option()
-def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_queue, answer_queue, device) -> None:
+def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_queue, answer_queue, studies,
+          device) -> None:  # fmt: skip
     """Serve DATASET over HTTP: the API (OpenAPI at /docs), health (/health) and readiness (/ready),
     and a web page at / to pick a user and see their history, interests, recommendations, a search,
     personalized images of an item, images drawn from keywords and generated next items.
+
+    With --study, participants vote at /study/ID?participant=P&token=T (links in the study's
+    participants.csv) and the results are at /study/ID/results.
 
     The models load once, in the background (/ready says when). One generation runs at a time (it
     uses both cores); a bounded queue waits behind it.
@@ -55,6 +61,7 @@ def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_qu
         device=device,
         image_queue=image_queue,
         answer_queue=answer_queue,
+        studies=tuple(Path(s) for s in studies),
     )
     click.echo(f"serving {dataset} on http://{host}:{port}/ (API docs: /docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

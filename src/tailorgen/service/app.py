@@ -25,6 +25,7 @@ from tailorgen.service.engines import Engines, Unavailable, one_line
 from tailorgen.service.gate import Busy, Lane
 from tailorgen.service.outputs import Outputs
 from tailorgen.service.settings import ServiceSettings
+from tailorgen.service.study_routes import add_study_routes, open_studies
 from tailorgen.service.work import generate_next, imagine, personalize
 from tailorgen.unified.sample import MIN_TEMPERATURE
 
@@ -98,6 +99,8 @@ def create_app(settings: ServiceSettings, load_in_background: bool = True) -> Fa
     _add_answers(app, engines, answers)
     _add_generation(app, engines, outputs, images)
     _add_pages(app, outputs)
+    if settings.studies:
+        add_study_routes(app, open_studies(settings.studies, settings.dataset))
     _document_examples(app, engines)
     return app
 

@@ -25,6 +25,7 @@ class ServiceSettings:
     answer_workers: int = 1
     answer_queue: int = 64
     max_body_bytes: int = 16_384
+    studies: tuple[Path, ...] = ()  # study folders (tailorgen study prepare) served at /study/ID
 
     def __post_init__(self):
         unknown = sorted(set(self.engines) - set(ENGINES))
