@@ -120,7 +120,21 @@ def main(debug: bool) -> None:
 
 def _register() -> None:
     # Subcommand modules attach themselves to `main` on import.
-    from tailorgen.cli import bench, data, demo, encode, generate, gnr, search, serve, study, train, unimp, world  # noqa: F401
+    from tailorgen.cli import (  # noqa: F401
+        bench,
+        data,
+        demo,
+        encode,
+        forget,
+        generate,
+        gnr,
+        search,
+        serve,
+        study,
+        train,
+        unimp,
+        world,
+    )
 
 
 _register()

@@ -30,8 +30,11 @@ from tailorgen.cli.options import device_option
               help="Recommend/search/rate/explain requests that may wait; more get 503 and Retry-After.")  # fmt: skip
 @click.option("--study", "studies", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A study folder (tailorgen study prepare) to run at /study/ID (repeatable).")  # fmt: skip
+@click.option("--token", envvar="TAILORGEN_API_TOKEN", default=None, show_envvar=True,
+              help="API token (16+ characters) for the endpoints that change data (DELETE /api/users/ID); "
+                   "without one they are refused.")  # fmt: skip
 @device_option()
-def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_queue, answer_queue, studies,
+def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_queue, answer_queue, studies, token,
           device) -> None:  # fmt: skip
     """Serve DATASET over HTTP: the API (OpenAPI at /docs), health (/health) and readiness (/ready),
     and a web page at / to pick a user and see their history, interests, recommendations, a search,
@@ -62,6 +65,7 @@ def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_qu
         image_queue=image_queue,
         answer_queue=answer_queue,
         studies=tuple(Path(s) for s in studies),
+        token=token,
     )
     click.echo(f"serving {dataset} on http://{host}:{port}/ (API docs: /docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

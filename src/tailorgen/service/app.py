@@ -3,25 +3,28 @@ call in a bounded lane (``gate``), and returns the record the CLI prints for the
 URLs where the CLI gives file paths.
 
 Errors: an unknown id answers 404, a value out of range 422, a queue that is full or an engine that
-is loading or absent 503 (with Retry-After where waiting helps), a body over the limit 413.
+is loading or absent 503 (with Retry-After where waiting helps), a body over the limit 413, a
+missing or wrong API token 401 (403 when the server has none).
 Every error body is ``{"detail": "one line"}``.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from contextlib import asynccontextmanager
 from functools import cache
 from importlib import resources
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from tailorgen import __version__
 from tailorgen.data import DataError, UnknownIdError
 from tailorgen.service.engines import Engines, Unavailable, one_line
+from tailorgen.service.forget import forget_user
 from tailorgen.service.gate import Busy, Lane
 from tailorgen.service.outputs import Outputs
 from tailorgen.service.settings import ServiceSettings
@@ -98,6 +101,7 @@ def create_app(settings: ServiceSettings, load_in_background: bool = True) -> Fa
     _add_data(app, engines)
     _add_answers(app, engines, answers)
     _add_generation(app, engines, outputs, images)
+    _add_forget(app, engines, images, token_guard(settings.token))
     _add_pages(app, outputs)
     if settings.studies:
         add_study_routes(app, open_studies(settings.studies, settings.dataset))
@@ -171,6 +175,31 @@ def _limit_body(app: FastAPI, limit: int) -> None:
                     return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
             request._body = body  # read once here; the endpoint reads the cached copy
         return await call_next(request)
+
+
+def token_guard(token: str | None):
+    """A dependency that lets a request through only with ``Authorization: Bearer TOKEN``."""
+
+    def check(authorization: Annotated[str | None, Header()] = None) -> None:
+        if token is None:
+            raise HTTPException(403, "this server has no API token, so it changes no data (start it with --token)")
+        if not authorization or not secrets.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "missing or wrong API token (Authorization: Bearer TOKEN)")
+
+    return check
+
+
+def _add_forget(app: FastAPI, engines: Engines, lane: Lane, guard) -> None:
+    @app.delete("/api/users/{user_id:path}", tags=["data"], dependencies=[Depends(guard)])
+    async def forget(user_id: str) -> dict:
+        """Forget the user: their interactions, reviews, queries, generated outputs and study votes
+        go, atomically per store; the models whose training saw them are listed, to be retrained.
+        The server then reloads its models from the changed data (/ready says when)."""
+        s = engines.settings
+        report = await lane.run(forget_user, s.dataset, user_id, outputs=(s.outputs,), studies=s.studies,
+                                models=engines.model_folders())  # fmt: skip
+        engines.reload()
+        return report
 
 
 def _add_health(app: FastAPI, engines: Engines) -> None:

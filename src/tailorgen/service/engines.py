@@ -32,17 +32,21 @@ def one_line(error: BaseException) -> str:
 class Engines:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
-        self.dataset = Dataset(settings.dataset)  # a bad dataset stops the server at start, with its error
+        self.read_data()
+        self.state = {name: ("loading" if name in settings.engines else "off") for name in ("iamg", "unimp", "gnr")}
+        self.errors: dict[str, str] = {}
+        self.models: dict[str, object] = {}
+        self.loaded = threading.Event()
+
+    def read_data(self) -> None:
+        """What the endpoints read without a model: ids, titles, histories, last queries."""
+        self.dataset = Dataset(self.settings.dataset)  # a bad dataset stops the server at start, with its error
         items = self.dataset.items.to_pylist()
         self.titles = {r["item_id"]: r.get("title") or "" for r in items}
         self.categories = {r["item_id"]: r.get("category") or "" for r in items}
         self.histories = self.dataset.user_histories()
         self.users = sorted(self.histories)
         self.queries = self._last_queries()
-        self.state = {name: ("loading" if name in settings.engines else "off") for name in ("iamg", "unimp", "gnr")}
-        self.errors: dict[str, str] = {}
-        self.models: dict[str, object] = {}
-        self.loaded = threading.Event()
 
     def _last_queries(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -61,6 +65,26 @@ class Engines:
             except Exception as e:  # noqa: BLE001 - reported per engine; the others still serve
                 self.state[name], self.errors[name] = "failed", one_line(e)
         self.loaded.set()
+
+    def reload(self) -> threading.Thread:
+        """After the data changed (a user forgotten): read it again and load every model afresh, in
+        the background; until then the models' endpoints answer 503 (loading)."""
+        self.loaded.clear()
+        self.models, self.errors = {}, {}
+        self.state = {k: ("loading" if k in self.settings.engines else "off") for k in self.state}
+        self.read_data()
+        thread = threading.Thread(target=self.load, name="tailorgen-reload", daemon=True)
+        thread.start()
+        return thread
+
+    def model_folders(self) -> list[Path]:
+        """Where the served models' training reports are (shipped ones included)."""
+        from tailorgen.generation.iamg import default_generator_path
+        from tailorgen.unified.unimp import SHIPPED
+
+        s = self.settings
+        folders = [s.generator or default_generator_path(), s.unimp or SHIPPED, s.gnr]
+        return [Path(f) for f in folders if f is not None]
 
     def _load_iamg(self):
         from tailorgen.generation.iamg import IAMGGenerator

@@ -26,6 +26,7 @@ class ServiceSettings:
     answer_queue: int = 64
     max_body_bytes: int = 16_384
     studies: tuple[Path, ...] = ()  # study folders (tailorgen study prepare) served at /study/ID
+    token: str | None = None  # guards the endpoints that change data (forgetting a user); none: refused
 
     def __post_init__(self):
         unknown = sorted(set(self.engines) - set(ENGINES))
@@ -34,6 +35,8 @@ class ServiceSettings:
         for name in ("image_workers", "answer_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.token is not None and len(self.token) < 16:
+            raise ValueError("token: at least 16 characters (a guessable token guards nothing)")
         for name in ("image_queue", "answer_queue"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

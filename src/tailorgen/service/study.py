@@ -213,6 +213,30 @@ class StudyStore:
                 raise FileExistsError(f"{participant} has already voted on pair {pair_id}") from None
             return int(cur.lastrowid)
 
+    def forget_user(self, user: str) -> dict:
+        """Delete the user's pairs and every vote on them, leaving no trace in the file: secure_delete
+        zeroes the freed pages, VACUUM rebuilds the file and the WAL is checkpointed and truncated.
+        An explicit user list in the stored definition loses the user too. The pair numbers removed
+        are returned, so the caller deletes their images."""
+        with self._connect() as db:
+            db.execute("PRAGMA secure_delete=ON")
+            pairs = [r[0] for r in db.execute("SELECT pair_id FROM pairs WHERE user_id = ?", (user,))]
+            votes = db.execute("DELETE FROM votes WHERE pair_id IN (SELECT pair_id FROM pairs WHERE user_id = ?)",
+                               (user,)).rowcount  # fmt: skip
+            db.execute("DELETE FROM pairs WHERE user_id = ?", (user,))
+            definition = json.loads(db.execute("SELECT definition FROM study").fetchone()[0])
+            if isinstance(definition["users"], list) and user in definition["users"]:
+                definition["users"] = [u for u in definition["users"] if u != user]
+                db.execute("UPDATE study SET definition = ?", (json.dumps(definition),))
+        db = sqlite3.connect(self.path)
+        try:
+            db.execute("PRAGMA secure_delete=ON")
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+        return {"pairs": pairs, "votes": votes}
+
     def votes(self) -> list[dict]:
         with self._connect() as db:
             rows = db.execute("SELECT v.*, p.user_id, p.arm_a, p.arm_b FROM votes v JOIN pairs p USING (pair_id) "
