@@ -73,7 +73,7 @@ async function loadUser() {
   show("history", u.history.map(itemFigure));
   $("interests").replaceChildren(...(u.interests || []).map((t) => {
     const s = document.createElement("span"); s.className = "tag"; s.textContent = t; return s; }));
-  $("query").value = u.last_query || "";
+  $("query").value = u.last_query || (u.interests || []).slice(0, 2).join(" ");
   ["search", "personalized", "imagined", "generated"].forEach((r) => $(r).replaceChildren());
   await run("recommend", async () => {
     const r = await api("/api/recommend?k=10&user=" + encodeURIComponent(user));
