@@ -172,3 +172,20 @@ def test_outputs_resolve_only_their_own_files(tmp_path):
     for relative in ("../../secret.json", "image_1.png", "/etc/passwd", "a/../../secret.json", "x.txt"):
         assert outputs.path(rid, relative) is None, relative
     assert outputs.path("../" + rid, "image_0.png") is None
+
+
+def test_a_chunked_body_is_limited_as_it_streams_and_read_once(server, small_shop):
+    """No Content-Length (chunked): the limit applies while the body arrives, and a body under it
+    still reaches the endpoint whole."""
+    user, _ = _user_and_item(small_shop)
+
+    def chunks(body: bytes):
+        for k in range(0, len(body), 1000):
+            yield body[k : k + 1000]
+
+    big = b'{"user": "' + b"x" * 20000 + b'"}'
+    r = server.client.post("/api/imagine", content=chunks(big), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    small = json.dumps({"user": user, "keywords": "dress", "n": 1}).encode()
+    r = server.client.post("/api/imagine", content=chunks(small), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200 and len(r.json()["images"]) == 1, r.text

@@ -130,12 +130,21 @@ def test_a_forget_that_fails_half_way_leaves_the_dataset_as_it_was(shop_copy, mo
     assert [p.name for p in shop_copy.parent.iterdir()] == ["shop"]  # no partial copy left beside it
 
 
-def test_cli_forget_and_an_unknown_user(shop_copy):
+def test_cli_forget_covers_a_generate_run_and_refuses_an_unknown_user(shop_copy, service_models, tmp_path):
     gone, kept = _two_users(shop_copy)
-    res = CliRunner().invoke(main, ["forget", str(shop_copy), "--user", gone])
+    item = Dataset(shop_copy).items.column("item_id")[0].as_py()
+    (tmp_path / "pairs.csv").write_text(f"user_id,item_id\n{gone},{item}\n{kept},{item}\n")
+    res = CliRunner().invoke(main, ["generate", str(shop_copy), "--requests", str(tmp_path / "pairs.csv"), "--n", "1",
+                                    "--steps", "2", "--generator", str(service_models["generator"]),
+                                    "--out", str(tmp_path / "run")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["forget", str(shop_copy), "--user", gone, "--outputs", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["removed"]["interactions"] > 0
     assert mentions(shop_copy, gone) == [] and gone not in Dataset(shop_copy).user_histories()
+    left = [json.loads(line)["user_id"] for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert left == [kept] and (tmp_path / "run" / kept).is_dir() and not (tmp_path / "run" / gone).exists()
+    assert mentions(tmp_path / "run", gone) == []
     assert kept in Dataset(shop_copy).user_histories()
     res = CliRunner().invoke(main, ["forget", str(shop_copy), "--user", gone])
     assert res.exit_code == 2 and f"unknown user '{gone}'" in res.output

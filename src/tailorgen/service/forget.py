@@ -4,7 +4,8 @@
   mentions; the splits, made from the old interactions, are dropped. The new dataset is built
   beside the old one (unchanged files hard-linked, the changed ones rewritten) and swapped in
   whole, so a crash leaves the old one as it was;
-- generated outputs: every request folder whose record names the user (service outputs);
+- generated outputs: every request folder whose record names the user (service outputs), and
+  the user's folders and lines in a `tailorgen generate` run;
 - studies: the user's pairs, their votes and images;
 - models: those whose training report shows the dataset's data as it was, so with the user in
   it, are listed to be retrained (they are not changed: a model cannot unlearn by deletion).
@@ -17,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tailorgen.common import atomic_dir, read_json
+from tailorgen.common import atomic_dir, atomic_write_text, read_json
 from tailorgen.data import Dataset, UnknownIdError
 from tailorgen.data.forget import tables_without_user
 from tailorgen.data.store import is_tailorgen_dataset
@@ -44,13 +45,21 @@ def _names_user(record: dict, user: str) -> bool:
 
 
 def forget_outputs(root: Path, user: str) -> list[str]:
-    """Remove every request folder under ``root`` whose record names ``user``; the folders' names."""
-    removed = []
-    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
+    """Remove every folder under ``root`` whose records name ``user`` (a service's request folders,
+    a `tailorgen generate` run's USER folders) and the user's lines of a run's records.jsonl; the
+    folders' names."""
+    root, removed = Path(root), []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         records = (read_json(p) for p in folder.rglob("*.json"))
         if any(isinstance(r, dict) and _names_user(r, user) for r in records):
             shutil.rmtree(folder)
             removed.append(folder.name)
+    lines_file = root / "records.jsonl"
+    if lines_file.is_file():
+        lines = lines_file.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if not _names_user(json.loads(line), user)]
+        if len(kept) != len(lines):
+            atomic_write_text(lines_file, "".join(kept))
     return removed
 
 
