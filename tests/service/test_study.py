@@ -197,3 +197,11 @@ def test_kill_9_during_voting_loses_no_answered_vote(small_shop, study_dir, tmp_
     assert answered and set(answered) <= stored, (answered, stored)
     assert len(stored) >= start_votes + len(answered)
     assert parse_qs(urlparse(links["p2"]["link"]).query)["participant"] == ["p2"]
+
+
+def test_the_shipped_study_files_parse():
+    files = sorted((Path(__file__).parents[2] / "configs").glob("study-*.toml"))
+    assert files
+    for path in files:
+        definition = StudyDefinition.read(path)
+        assert definition.pairs and len(definition.participants) >= 2
