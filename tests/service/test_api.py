@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import threading
 
 import numpy as np
@@ -189,3 +190,14 @@ def test_a_chunked_body_is_limited_as_it_streams_and_read_once(server, small_sho
     small = json.dumps({"user": user, "keywords": "dress", "n": 1}).encode()
     r = server.client.post("/api/imagine", content=chunks(small), headers={"Content-Type": "application/json"})
     assert r.status_code == 200 and len(r.json()["images"]) == 1, r.text
+
+
+def test_outputs_keep_the_newest_folders(tmp_path):
+    outputs = Outputs(tmp_path / "out", keep=3)
+    ids = []
+    for k in range(5):
+        rid, _ = outputs.write(lambda folder: (folder / "image_0.png").write_bytes(b"png") and {})
+        os.utime(tmp_path / "out" / rid, ns=(k * 10**9, k * 10**9))  # distinct ages, whatever the clock's grain
+        ids.append(rid)
+    outputs.prune()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(ids[-3:])

@@ -17,6 +17,8 @@ from tailorgen.cli.options import device_option
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--outputs", type=click.Path(file_okay=False), default="runs/serve", show_default=True,
               help="Where generated images and their records go, one folder per request.")  # fmt: skip
+@click.option("--keep-outputs", type=click.IntRange(1), default=5000, show_default=True,
+              help="Request folders kept in --outputs; the oldest are removed past that.")  # fmt: skip
 @click.option("--generator", type=click.Path(exists=True, file_okay=False), default=None,
               help="I-AM-G generator folder (default: the shipped one).")  # fmt: skip
 @click.option("--unimp", type=click.Path(exists=True, file_okay=False), default=None,
@@ -34,8 +36,7 @@ from tailorgen.cli.options import device_option
               help="API token (16+ characters) for the endpoints that change data (DELETE /api/users/ID); "
                    "without one they are refused.")  # fmt: skip
 @device_option()
-def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_queue, answer_queue, studies, token,
-          device) -> None:  # fmt: skip
+def serve(dataset, host, port, engines, studies, **settings) -> None:
     """Serve DATASET over HTTP: the API (OpenAPI at /docs), health (/health) and readiness (/ready),
     and a web page at / to pick a user and see their history, interests, recommendations, a search,
     personalized images of an item, images drawn from keywords and generated next items.
@@ -54,18 +55,12 @@ def serve(dataset, host, port, outputs, generator, unimp, gnr, engines, image_qu
 
     from tailorgen.service import ServiceSettings, create_app
 
+    folders = {k: Path(v) if v else None for k, v in settings.items() if k in ("outputs", "generator", "unimp", "gnr")}
     settings = ServiceSettings(
         dataset=Path(dataset),
-        outputs=Path(outputs),
-        generator=Path(generator) if generator else None,
-        unimp=Path(unimp) if unimp else None,
-        gnr=Path(gnr) if gnr else None,
         engines=tuple(e.strip() for e in engines.split(",") if e.strip()),
-        device=device,
-        image_queue=image_queue,
-        answer_queue=answer_queue,
         studies=tuple(Path(s) for s in studies),
-        token=token,
+        **(settings | folders),
     )
     click.echo(f"serving {dataset} on http://{host}:{port}/ (API docs: /docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -74,7 +74,7 @@ class GenerateNextRequest(BaseModel):
 
 def create_app(settings: ServiceSettings, load_in_background: bool = True) -> FastAPI:
     engines = Engines(settings)
-    outputs = Outputs(settings.outputs)
+    outputs = Outputs(settings.outputs, settings.keep_outputs)
     images = Lane("image", settings.image_workers, settings.image_queue)
     answers = Lane("answer", settings.answer_workers, settings.answer_queue)
 

@@ -9,6 +9,7 @@ patterns, and the resolved path must stay inside the folder.
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +24,9 @@ URL_PREFIX = "/outputs"
 
 
 class Outputs:
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, root: Path, keep: int = 5000):
+        """``keep``: request folders kept; past that, the oldest go (a server must not fill its disk)."""
+        self.root, self.keep = Path(root), keep
         self.root.mkdir(parents=True, exist_ok=True)
 
     def write(self, fill: Callable[[Path], dict]) -> tuple[str, dict]:
@@ -33,7 +35,19 @@ class Outputs:
         request_id = uuid.uuid4().hex
         with atomic_dir(self.root / request_id, what="request output") as tmp:
             record = fill(tmp)
+        self.prune()
         return request_id, record
+
+    def prune(self) -> list[str]:
+        """Remove the oldest request folders beyond ``keep``; their ids."""
+        folders = [p for p in self.root.iterdir() if p.is_dir() and REQUEST_ID.fullmatch(p.name)]
+        if len(folders) <= self.keep:
+            return []
+        folders.sort(key=lambda p: p.stat().st_mtime_ns)
+        old = folders[: len(folders) - self.keep]
+        for folder in old:
+            shutil.rmtree(folder, ignore_errors=True)
+        return [p.name for p in old]
 
     def url(self, request_id: str, relative: str) -> str:
         return f"{URL_PREFIX}/{request_id}/{relative}"

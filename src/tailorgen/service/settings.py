@@ -12,6 +12,7 @@ ENGINES = ("iamg", "unimp", "gnr")
 class ServiceSettings:
     dataset: Path
     outputs: Path = Path("runs/serve")  # generated images and their records, one folder per request
+    keep_outputs: int = 5000  # request folders kept; the oldest go first
     generator: Path | None = None  # I-AM-G's pipeline (default: the shipped one)
     unimp: Path | None = None  # a unified model (default: the shipped one, which answers for the demo shop)
     gnr: Path | None = None  # a Generate, Not Recommend model (none by default: the endpoint says so)
