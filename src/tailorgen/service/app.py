@@ -72,7 +72,7 @@ class GenerateNextRequest(BaseModel):
     seed: int = Seed
 
 
-def create_app(settings: ServiceSettings, load_in_background: bool = True) -> FastAPI:
+def create_app(settings: ServiceSettings) -> FastAPI:
     engines = Engines(settings)
     outputs = Outputs(settings.outputs, settings.keep_outputs)
     images = Lane("image", settings.image_workers, settings.image_queue)
@@ -80,10 +80,7 @@ def create_app(settings: ServiceSettings, load_in_background: bool = True) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loader = threading.Thread(target=engines.load, name="tailorgen-load", daemon=True)
-        loader.start()
-        if not load_in_background:
-            loader.join()
+        threading.Thread(target=engines.load, name="tailorgen-load", daemon=True).start()
         yield
         images.close()
         answers.close()
