@@ -65,6 +65,26 @@ def synthetic(n: int, n_queries: int, dim: int, seed: int) -> tuple[np.ndarray, 
     return out[:n], out[n:], desc
 
 
+def replicated(npz: Path, n: int, n_queries: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A real catalog's embeddings (an ``embeddings/*.npz`` cache of tailorgen) grown to ``n``:
+    each vector a random catalog item plus Gaussian noise of total norm ``noise``, renormalized,
+    like variants of the same products; queries are drawn the same way. Unlike ``synthetic``, the
+    coarse structure (categories, colours, brands) is the real one."""
+    with np.load(npz, allow_pickle=False) as z:
+        catalog = z["vectors"].astype(np.float32)
+    catalog /= np.linalg.norm(catalog, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    dim = catalog.shape[1]
+    out = np.empty((n + n_queries, dim), np.float32)
+    for s in range(0, len(out), 100_000):
+        e = min(s + 100_000, len(out))
+        x = catalog[rng.integers(0, len(catalog), e - s)]
+        x += noise / np.sqrt(dim) * rng.standard_normal((e - s, dim), dtype=np.float32)
+        out[s:e] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    desc = {"kind": "replicated", "source": str(npz), "catalog": len(catalog), "noise": noise, "dim": dim, "seed": seed}
+    return out[:n], out[n:], desc
+
+
 # ---------------------------------------------------------------------------- numpy baseline
 
 
@@ -114,8 +134,11 @@ def build_hnsw_with_budget(ids: list[str], base: np.ndarray, params: dict, budge
 
 def run_size(name: str, n: int, args) -> list[dict]:
     k, rows = args.k, []
-    print(f"\n[{name}] generating {n:,} x {args.dim} synthetic vectors + {args.queries} queries", file=sys.stderr)
-    base, queries, data_desc = synthetic(n, args.queries, args.dim, args.seed)
+    print(f"\n[{name}] generating {n:,} vectors ({args.data or 'synthetic'}) + {args.queries} queries", file=sys.stderr)
+    if args.data:
+        base, queries, data_desc = replicated(args.data, n, args.queries, args.noise, args.seed)
+    else:
+        base, queries, data_desc = synthetic(n, args.queries, args.dim, args.seed)
     ids = [str(i) for i in range(n)]
 
     def row(method, params, build_s, query_s, lat, rec, note=""):
@@ -156,18 +179,23 @@ def run_size(name: str, n: int, args) -> list[dict]:
             labels = [[int(i) for i in r] for r in found]
             row(method, index.get_params(), build_s, q_s, lat, recall(labels, truth, k))
 
-    t = time.perf_counter()
-    flat = VectorIndex("flat").add(ids, base)
-    measure(flat, "flat", time.perf_counter() - t, [{}])
-    del flat
-    gc.collect()
+    methods = args.methods.split(",")
+    if "flat" in methods:
+        t = time.perf_counter()
+        flat = VectorIndex("flat").add(ids, base)
+        measure(flat, "flat", time.perf_counter() - t, [{}])
+        del flat
+        gc.collect()
 
-    t = time.perf_counter()
-    ivf = VectorIndex("ivf").add(ids, base)
-    ivf_build = time.perf_counter() - t
-    measure(ivf, "ivf", ivf_build, [{}, {"nprobe": 64}])
-    del ivf
-    gc.collect()
+    if "ivf" in methods:
+        t = time.perf_counter()
+        ivf = VectorIndex("ivf").add(ids, base)
+        ivf_build = time.perf_counter() - t
+        measure(ivf, "ivf", ivf_build, [{}, {"nprobe": 64}])
+        del ivf
+        gc.collect()
+    if "hnsw" not in methods:
+        return _speedups(rows, np_query, np_lat)
 
     hnsw_params = {"m": args.hnsw_m, "ef_construction": args.hnsw_ef_construction}
     hnsw, built = build_hnsw_with_budget(ids, base, hnsw_params, args.budget_s)
@@ -182,6 +210,10 @@ def run_size(name: str, n: int, args) -> list[dict]:
         del hnsw
     gc.collect()
 
+    return _speedups(rows, np_query, np_lat)
+
+
+def _speedups(rows: list[dict], np_query: float, np_lat: float) -> list[dict]:
     for r in rows:
         if r["query_s"]:
             r["query_speedup_vs_numpy"] = np_query / r["query_s"]
@@ -248,6 +280,10 @@ def main() -> None:
     ap.add_argument("--hnsw-ef-construction", type=int, default=40)
     ap.add_argument("--budget-s", type=float, default=600, help="skip an HNSW build projected to take longer")
     ap.add_argument("--json", type=Path, default=None, help="also write all rows and the machine here")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="an embeddings/*.npz cache to replicate with noise instead of synthetic vectors")  # fmt: skip
+    ap.add_argument("--noise", type=float, default=0.5, help="--data: the noise's norm before renormalizing")
+    ap.add_argument("--methods", default="flat,ivf,hnsw", help="which indexes to build beside NumPy")
     args = ap.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",")]
     bad = [s for s in sizes if s not in SIZES]
@@ -263,17 +299,16 @@ def main() -> None:
         "date": now_utc(),
         "machine": machine(),
         "versions": environment_versions(),
-        "data": "SYNTHETIC clustered unit vectors (see synthetic() in this file); not real embeddings",
+        "data": f"{args.data} replicated with noise {args.noise} (replicated())"
+        if args.data
+        else "SYNTHETIC clustered unit vectors (see synthetic() in this file); not real embeddings",
         "k": args.k,
         "queries": args.queries,
         "wall_s": round(time.perf_counter() - started, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
     m = info["machine"]
-    print(
-        f"\nRetrieval benchmark on SYNTHETIC clustered unit vectors (D={args.dim}, seed={args.seed}), "
-        f"{args.queries} queries, k={args.k}"
-    )
+    print(f"\nRetrieval benchmark on {info['data']} (seed={args.seed}), {args.queries} queries, k={args.k}")
     print(
         f"Machine: {m['cpu']}, nproc={m['nproc']}, {m['memory_gib']} GiB RAM, faiss {faiss.__version__} "
         f"({m['faiss_omp_threads']} OpenMP threads), numpy {np.__version__}"
