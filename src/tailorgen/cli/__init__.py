@@ -17,6 +17,7 @@ import click
 
 from tailorgen import __version__
 from tailorgen.common.atomic import Terminated
+from tailorgen.common.messages import one_line  # noqa: F401 - re-exported: commands import it from here
 
 DEBUG_ENV = "TAILORGEN_DEBUG"
 # Exceptions that mean "the input or the environment is not as the command needs": the user can fix them.
@@ -35,16 +36,6 @@ class CommandError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=file is None)
-
-
-def one_line(error: BaseException) -> str:
-    """An exception's message on one line; OSErrors as 'PATH: reason'."""
-    if isinstance(error, OSError) and error.strerror and error.filename is not None:
-        message = f"{error.filename}: {error.strerror.lower()}"
-    else:
-        message = str(error) or type(error).__name__
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return "; ".join(lines) or type(error).__name__
 
 
 class CommandExit(SystemExit):

@@ -26,3 +26,16 @@ def device_option(**kwargs):
     """``--device`` with the checks of ``DeviceType``; ``default`` and ``help`` may be overridden."""
     kwargs = {"type": DEVICE, "default": "cpu", "show_default": True, "help": f"{DEVICES}."} | kwargs
     return click.option("--device", **kwargs)
+
+
+def model_folder_options(generator: str, unimp: str, gnr: str):
+    """``--generator``, ``--unimp`` and ``--gnr``: existing model folders (None: the shipped one; no GNR
+    ships), each with the help that says what the command uses it for."""
+    helps = {"--generator": generator, "--unimp": unimp, "--gnr": gnr}
+
+    def decorate(fn):
+        for name in reversed(helps):
+            fn = click.option(name, type=click.Path(exists=True, file_okay=False), default=None, help=helps[name])(fn)
+        return fn
+
+    return decorate

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tailorgen.cli import main
-from tailorgen.cli.options import device_option
+from tailorgen.cli.options import device_option, model_folder_options
 
 
 @main.command()
@@ -19,12 +19,11 @@ from tailorgen.cli.options import device_option
               help="Where generated images and their records go, one folder per request.")  # fmt: skip
 @click.option("--keep-outputs", type=click.IntRange(1), default=5000, show_default=True,
               help="Request folders kept in --outputs; the oldest are removed past that.")  # fmt: skip
-@click.option("--generator", type=click.Path(exists=True, file_okay=False), default=None,
-              help="I-AM-G generator folder (default: the shipped one).")  # fmt: skip
-@click.option("--unimp", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Unified model folder (default: the shipped one, which answers for the demo shop).")  # fmt: skip
-@click.option("--gnr", type=click.Path(exists=True, file_okay=False), default=None,
-              help="A Generate, Not Recommend model (tailorgen train gnr); else that endpoint says none.")  # fmt: skip
+@model_folder_options(
+    generator="I-AM-G generator folder (default: the shipped one).",
+    unimp="Unified model folder (default: the shipped one, which answers for the demo shop).",
+    gnr="A Generate, Not Recommend model (tailorgen train gnr); else that endpoint says none.",
+)
 @click.option("--engines", default="iamg,unimp,gnr", show_default=True, help="Which models to load.")
 @click.option("--image-queue", type=click.IntRange(0), default=8, show_default=True,
               help="Generation requests that may wait behind the running one; more get 503, Retry-After.")  # fmt: skip

@@ -7,6 +7,7 @@ import json
 import click
 
 from tailorgen.cli import main
+from tailorgen.cli.options import model_folder_options
 
 
 @main.group()
@@ -41,12 +42,11 @@ def study() -> None:
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="The study folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT (its votes too).")
-@click.option("--generator", type=click.Path(exists=True, file_okay=False), default=None,
-              help="I-AM-G generator (default: the shipped one).")  # fmt: skip
-@click.option("--unimp", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Unified model for 'recommend' arms (default: the shipped one).")  # fmt: skip
-@click.option("--gnr", type=click.Path(exists=True, file_okay=False), default=None,
-              help="GNR model for 'generate' arms.")  # fmt: skip
+@model_folder_options(
+    generator="I-AM-G generator (default: the shipped one).",
+    unimp="Unified model for 'recommend' arms (default: the shipped one).",
+    gnr="GNR model for 'generate' arms.",
+)
 def prepare_cmd(definition, dataset, out, overwrite, generator, unimp, gnr) -> None:
     """Make every image the study DEFINITION shows for DATASET's users, the database and the
     participants' links (OUT/participants.csv holds their tokens: send each their own)."""

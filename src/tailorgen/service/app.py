@@ -22,8 +22,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from tailorgen import __version__
+from tailorgen.common.messages import one_line
 from tailorgen.data import DataError, UnknownIdError
-from tailorgen.service.engines import Engines, Unavailable, one_line
+from tailorgen.service.engines import Engines, Unavailable
 from tailorgen.service.forget import forget_user
 from tailorgen.service.gate import Busy, Lane
 from tailorgen.service.outputs import Outputs
@@ -273,7 +274,8 @@ def _add_generation(app: FastAPI, engines: Engines, outputs: Outputs, lane: Lane
     async def personalize_item(req: PersonalizeRequest) -> dict:
         """I-AM-G: images of the item made for the user, with the tags, rewrite and neighbours behind them."""
         gen = engines.get("iamg")
-        engines.check_user(req.user), engines.check_item(req.item)
+        engines.check_user(req.user)
+        engines.check_item(req.item)
         return await lane.run(personalize, gen, req, outputs, checkpoints())
 
     @app.post("/api/imagine", tags=["UniMP"])

@@ -12,8 +12,9 @@ import io
 import threading
 from pathlib import Path
 
+from tailorgen.common.messages import one_line
 from tailorgen.data import Dataset, UnknownIdError
-from tailorgen.service.settings import ServiceSettings
+from tailorgen.service.settings import ENGINES, ServiceSettings
 
 
 class Unavailable(Exception):
@@ -24,19 +25,36 @@ class Unavailable(Exception):
         self.retry_after = retry_after
 
 
-def one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in (str(error) or type(error).__name__).splitlines() if line.strip()]
-    return "; ".join(lines)
+def load_engine(name: str, dataset: Dataset, folder: Path | None, device: str = "cpu"):
+    """One model over ``dataset``: ``iamg`` (I-AM-G's generator), ``unimp`` or ``gnr``, from
+    ``folder`` (None: the shipped one; GNR ships none)."""
+    if name == "iamg":
+        from tailorgen.generation.iamg import IAMGGenerator
+
+        return IAMGGenerator(dataset, folder)
+    if name == "unimp":
+        from tailorgen.unified import UniMP
+
+        return UniMP(dataset, folder, device=device)
+    from tailorgen.unified.gnr import GNR
+
+    if folder is None:
+        raise ValueError("no Generate, Not Recommend model: give --gnr DIR (tailorgen train gnr)")
+    return GNR(dataset, folder, device=device)
 
 
 class Engines:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
+        self.loaded = threading.Event()
+        self._start_afresh()
+
+    def _start_afresh(self) -> None:
+        """Read the data; every engine asked for is "loading" until ``load`` has run."""
         self.read_data()
-        self.state = {name: ("loading" if name in settings.engines else "off") for name in ("iamg", "unimp", "gnr")}
+        self.state = {name: ("loading" if name in self.settings.engines else "off") for name in ENGINES}
         self.errors: dict[str, str] = {}
         self.models: dict[str, object] = {}
-        self.loaded = threading.Event()
 
     def read_data(self) -> None:
         """What the endpoints read without a model: ids, titles, histories, last queries."""
@@ -57,10 +75,10 @@ class Engines:
 
     def load(self) -> None:
         s = self.settings
-        loaders = {"iamg": self._load_iamg, "unimp": self._load_unimp, "gnr": self._load_gnr}
+        folders = {"iamg": s.generator, "unimp": s.unimp, "gnr": s.gnr}
         for name in s.engines:
             try:
-                self.models[name] = loaders[name]()
+                self.models[name] = load_engine(name, self.dataset, folders[name], s.device)
                 self.state[name] = "ready"
             except Exception as e:  # noqa: BLE001 - reported per engine; the others still serve
                 self.state[name], self.errors[name] = "failed", one_line(e)
@@ -70,9 +88,7 @@ class Engines:
         """After the data changed (a user forgotten): read it again and load every model afresh, in
         the background; until then the models' endpoints answer 503 (loading)."""
         self.loaded.clear()
-        self.models, self.errors = {}, {}
-        self.state = {k: ("loading" if k in self.settings.engines else "off") for k in self.state}
-        self.read_data()
+        self._start_afresh()
         thread = threading.Thread(target=self.load, name="tailorgen-reload", daemon=True)
         thread.start()
         return thread
@@ -85,23 +101,6 @@ class Engines:
         s = self.settings
         folders = [s.generator or default_generator_path(), s.unimp or SHIPPED, s.gnr]
         return [Path(f) for f in folders if f is not None]
-
-    def _load_iamg(self):
-        from tailorgen.generation.iamg import IAMGGenerator
-
-        return IAMGGenerator(self.dataset, self.settings.generator)
-
-    def _load_unimp(self):
-        from tailorgen.unified import UniMP
-
-        return UniMP(self.dataset, self.settings.unimp, device=self.settings.device)
-
-    def _load_gnr(self):
-        from tailorgen.unified.gnr import GNR
-
-        if self.settings.gnr is None:
-            raise ValueError("no Generate, Not Recommend model: start the server with --gnr DIR (tailorgen train gnr)")
-        return GNR(self.dataset, self.settings.gnr, device=self.settings.device)
 
     def get(self, name: str):
         state = self.state[name]

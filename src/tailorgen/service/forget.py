@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tailorgen.common import atomic_dir, atomic_write_text, read_json
+from tailorgen.common import atomic_dir, atomic_write_text, read_json, write_json
 from tailorgen.data import Dataset, UnknownIdError
 from tailorgen.data.forget import tables_without_user
 from tailorgen.data.store import is_tailorgen_dataset
@@ -74,7 +74,7 @@ def forget_in_study(folder: Path, user: str) -> dict:
         users = record.get("config", {}).get("users")
         if isinstance(users, list):
             record["config"]["users"] = [u for u in users if u != user]
-            manifest.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            write_json(manifest, record)
     return {"pairs": len(done["pairs"]), "votes": done["votes"]}
 
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from tailorgen.common import atomic_dir
 from tailorgen.common.manifest import write_run_manifest
 from tailorgen.data import Dataset, UnknownIdError
+from tailorgen.service.engines import load_engine
 from tailorgen.service.study import StudyDefinition, StudyStore
 
 HISTORY_SHOWN = 8  # the last items of the user's history shown beside the two outputs
@@ -28,30 +29,13 @@ class ArmMaker:
     """Makes one arm's image for a user; each model loads on first use."""
 
     def __init__(self, dataset: Dataset, generator=None, unimp=None, gnr=None, seed: int = 0):
-        self.dataset, self.paths, self.seed, self.models = (
-            dataset,
-            {"iamg": generator, "unimp": unimp, "gnr": gnr},
-            seed,
-            {},
-        )
+        self.dataset, self.seed, self.models = dataset, seed, {}
+        self.paths = {"iamg": generator, "unimp": unimp, "gnr": gnr}
 
-    def _model(self, kind: str):
-        if kind not in self.models:
-            if kind == "iamg":
-                from tailorgen.generation.iamg import IAMGGenerator
-
-                self.models[kind] = IAMGGenerator(self.dataset, self.paths["iamg"])
-            elif kind == "unimp":
-                from tailorgen.unified import UniMP
-
-                self.models[kind] = UniMP(self.dataset, self.paths["unimp"])
-            else:
-                from tailorgen.unified.gnr import GNR
-
-                if self.paths["gnr"] is None:
-                    raise ValueError("an arm of kind 'generate' needs a GNR model (--gnr DIR)")
-                self.models[kind] = GNR(self.dataset, self.paths["gnr"])
-        return self.models[kind]
+    def _model(self, name: str):
+        if name not in self.models:
+            self.models[name] = load_engine(name, self.dataset, self.paths[name])
+        return self.models[name]
 
     def image(self, arm, user: str, item: str):
         if arm.kind == "iamg":
