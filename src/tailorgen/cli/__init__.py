@@ -119,6 +119,7 @@ def _register() -> None:
         forget,
         generate,
         gnr,
+        scale,
         search,
         serve,
         study,

@@ -16,25 +16,36 @@ def bench() -> None:
     """Benchmarks on the simulated shop, with bootstrap confidence intervals and paired tests."""
 
 
+def iamg_bench_options(fn):
+    """The options ``tailorgen bench iamg`` and ``tailorgen scale bench iamg`` share."""
+    options = [
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Shop seed (and the users and targets drawn)."),
+        click.option("--users", type=click.IntRange(min=2), default=100, show_default=True, help="Held-out users."),
+        click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps."),
+        click.option("--guidance", type=float, default=2.0, show_default=True, help="Classifier-free guidance scale."),
+        click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True,
+                     help="Where the benchmark shop is built (reused when it exists)."),
+        click.option("--out", type=click.Path(file_okay=False), default=None,
+                     help="Also write iamg_benchmark.json (the run's record: every number, per user too) "
+                     "and iamg_examples.png."),
+        click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
+                     help="Generator pipeline folder (default: the shipped one)."),
+        click.option("--judge", "judge_path", type=click.Path(file_okay=False), default=None,
+                     help="Judge checkpoint folder (default: the shipped one)."),
+        click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="Benchmark on this dataset instead of a shop; without ground truth only the "
+                     "embedding-based metrics are computed (the table says which are not, and why)."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the run's record (the common benchmark layout) as JSON instead of a table."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @bench.command("iamg")
-@click.option("--seed", type=int, default=0, show_default=True, help="Shop seed (and the users and targets drawn).")
-@click.option("--users", type=click.IntRange(min=2), default=100, show_default=True, help="Held-out users.")
-@click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps.")
-@click.option("--guidance", type=float, default=2.0, show_default=True, help="Classifier-free guidance scale.")
-@click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True,
-              help="Where the benchmark shop is built (reused when it exists).")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Also write iamg_benchmark.json (the run's record: every number, per user too) "
-                   "and iamg_examples.png.")  # fmt: skip
-@click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
-              help="Generator pipeline folder (default: the shipped one).")  # fmt: skip
-@click.option("--judge", "judge_path", type=click.Path(file_okay=False), default=None,
-              help="Judge checkpoint folder (default: the shipped one).")  # fmt: skip
-@click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Benchmark on this dataset instead of a shop; without ground truth only the "
-                   "embedding-based metrics are computed (the table says which are not, and why).")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the run's record (the common benchmark layout) as JSON instead of a table.")  # fmt: skip
+@iamg_bench_options
 def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judge_path, dataset, as_json) -> None:
     """Compare the original item, plain generation, rewrite only, retrieval only and full I-AM-G.
 

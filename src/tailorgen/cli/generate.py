@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 from pathlib import Path
 
 import click
@@ -15,7 +14,7 @@ MAX_STEPS = 1000  # the scheduler's training timesteps: more steps than that wou
 MAX_GUIDANCE = 50.0
 
 
-def _read_pairs(path: str) -> list[tuple[str, str]]:
+def read_pairs(path: str) -> list[tuple[str, str]]:
     pairs = []
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM is not part of "user_id"
         reader = csv.DictReader(f)
@@ -29,6 +28,41 @@ def _read_pairs(path: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def generation_options(fn):
+    """The options ``tailorgen generate`` and ``tailorgen scale generate`` share: what to make, and where."""
+    options = [
+        click.option("--n", type=click.IntRange(1, MAX_IMAGES), default=4, show_default=True,
+                     help=f"Images per request (1 to {MAX_IMAGES})."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Fixes the starting noise of every image."),
+        click.option("--method", type=click.Choice(["full", "rewrite", "retrieval", "plain"]), default="full",
+                     show_default=True,
+                     help="full: I-AM-G; rewrite / retrieval: one half of it; plain: the item text alone "
+                     "(not personalized)."),
+        click.option("--rewriter", default="template", show_default=True,
+                     help="template, local-llm (embedded SmolLM2), local-llm:PATH, or http:URL[#MODEL]."),
+        click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
+                     help="Generator pipeline folder (default: the one shipped with tailorgen)."),
+        click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=25, show_default=True,
+                     help=f"Denoising steps (DDIM; 1 to {MAX_STEPS})."),
+        click.option("--guidance", type=click.FloatRange(0, MAX_GUIDANCE), default=2.0, show_default=True,
+                     help=f"Classifier-free guidance scale (0 to {MAX_GUIDANCE:g}; 1: no guidance)."),
+        click.option("--out", type=click.Path(file_okay=False), default="runs/generate", show_default=True,
+                     help="Run folder: a new one, or an earlier run with --overwrite or --resume."),
+        click.option("--overwrite", is_flag=True, help="Replace OUT if it holds an earlier generate run."),
+        click.option("--resume", is_flag=True,
+                     help="Finish an interrupted run in OUT (same options): skip the requests done."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def echo_records(records: list[dict], out: str) -> None:
+    for r in records:
+        click.echo(f"{r['user_id']} x {r['item_id']}: tags {r['user_tags']} -> {r['rewrite']['text']!r}")
+        click.echo(f"  wrote {len(r['images'])} images to {Path(out) / Path(r['images'][0]).parent}")
+
+
 @main.command()
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--user", "user_id", default=None, help="User to personalize for (their history is read from the data).")
@@ -40,32 +74,7 @@ def _read_pairs(path: str) -> list[tuple[str, str]]:
     default=None,
     help="Batch mode: a CSV with columns user_id,item_id (instead of --user/--item).",
 )
-@click.option("--n", type=click.IntRange(1, MAX_IMAGES), default=4, show_default=True,
-              help=f"Images per request (1 to {MAX_IMAGES}).")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True, help="Fixes the starting noise of every image.")
-@click.option(
-    "--method",
-    type=click.Choice(["full", "rewrite", "retrieval", "plain"]),
-    default="full",
-    show_default=True,
-    help="full: I-AM-G; rewrite / retrieval: one half of it; plain: the item text alone (not personalized).",
-)
-@click.option(
-    "--rewriter",
-    default="template",
-    show_default=True,
-    help="template, local-llm (embedded SmolLM2), local-llm:PATH, or http:URL[#MODEL].",
-)
-@click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
-              help="Generator pipeline folder (default: the one shipped with tailorgen).")  # fmt: skip
-@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=25, show_default=True,
-              help=f"Denoising steps (DDIM; 1 to {MAX_STEPS}).")  # fmt: skip
-@click.option("--guidance", type=click.FloatRange(0, MAX_GUIDANCE), default=2.0, show_default=True,
-              help=f"Classifier-free guidance scale (0 to {MAX_GUIDANCE:g}; 1: no guidance).")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False), default="runs/generate", show_default=True,
-              help="Run folder: a new one, or an earlier run with --overwrite or --resume.")  # fmt: skip
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it holds an earlier generate run.")
-@click.option("--resume", is_flag=True, help="Finish an interrupted run in OUT (same options): skip the requests done.")
+@generation_options
 def generate(
     dataset_dir,
     user_id,
@@ -95,10 +104,9 @@ def generate(
       tailorgen generate runs/demo/shop --user u007 --item i0042 --n 4
       tailorgen generate runs/demo/shop --requests pairs.csv --n 2
     """
-    from tailorgen.common import hash_bytes
     from tailorgen.common.manifest import write_run_manifest
     from tailorgen.generation.iamg import IAMGGenerator
-    from tailorgen.generation.output import generate_into
+    from tailorgen.generation.output import generate_into, run_config
     from tailorgen.interests.rewrite import make_rewriter
 
     if overwrite and resume:
@@ -107,7 +115,7 @@ def generate(
     if requests_csv:
         if user_id or item_id:
             raise click.UsageError("give either --requests or --user/--item, not both")
-        pairs = _read_pairs(requests_csv)
+        pairs = read_pairs(requests_csv)
     elif user_id and item_id:
         pairs = [(user_id, item_id)]
     else:
@@ -121,12 +129,7 @@ def generate(
         num_inference_steps=steps,
         progress=True,
     )
-    config = {"method": method, "n": n, "steps": steps, "guidance": guidance, "rewriter": rewriter, "seed": seed}
-    config |= {"settings": dataclasses.asdict(gen.context.settings), "pairs": len(pairs)}
-    config["pairs_hash"] = hash_bytes("\n".join(f"{u}\t{i}" for u, i in pairs).encode())  # --resume: the same requests
-    config["generator"] = gen.checkpoints()
+    config = run_config(gen, pairs, method=method, n=n, steps=steps, guidance=guidance, rewriter=rewriter, seed=seed)
     records = generate_into(gen, pairs, out, config, n, seed, method, overwrite=overwrite, resume=resume)
     write_run_manifest(out, "tailorgen generate", config, seed, {"records": Path(out) / "records.jsonl"})
-    for r in records:
-        click.echo(f"{r['user_id']} x {r['item_id']}: tags {r['user_tags']} -> {r['rewrite']['text']!r}")
-        click.echo(f"  wrote {len(r['images'])} images to {Path(out) / Path(r['images'][0]).parent}")
+    echo_records(records, out)

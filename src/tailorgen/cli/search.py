@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -43,18 +44,25 @@ def _clip(text: str | None, width: int) -> str:
     default=None,
     help="Where embeddings are cached (default: DATASET_DIR/embeddings).",
 )
+@click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A saved index of these embeddings (`tailorgen index` or `tailorgen scale index`) instead of --kind.",
+)
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def search(dataset_dir, item_id, by, k, kind, model, cache_dir, device, as_json) -> None:
+def search(dataset_dir, item_id, by, k, kind, model, cache_dir, index_dir, device, as_json) -> None:
     """The K items of DATASET_DIR most similar to --item, by text or by image, with scores and titles.
 
     The item itself is left out. Embeddings are computed once and cached (see `tailorgen encode`);
-    the index is built in memory for this query.
+    the index is built in memory for this query, or read from --index.
     """
     from tailorgen.data import Dataset
     from tailorgen.encoders import encode_catalog
     from tailorgen.encoders.factory import make_encoder
-    from tailorgen.retrieval import ImageRetriever, TextRetriever
+    from tailorgen.retrieval import EmbeddingTable, ImageRetriever, TextRetriever, VectorIndex
 
     ds = Dataset(dataset_dir)
     if item_id not in ds.item_row:
@@ -64,7 +72,13 @@ def search(dataset_dir, item_id, by, k, kind, model, cache_dir, device, as_json)
     if item_id not in set(ids):
         raise CommandError(f"item {item_id!r} has no image, so it cannot be searched --by image; try --by text")
     retriever_cls = TextRetriever if by == "text" else ImageRetriever
-    retriever = retriever_cls.from_embeddings(ids, vectors, kind=kind)
+    if index_dir:
+        index = VectorIndex.load(index_dir)
+        if index.ids != ids:
+            raise CommandError(f"{index_dir} indexes other items than these {by} embeddings; rebuild it for them")
+        retriever, kind = retriever_cls(index, EmbeddingTable(ids, vectors)), index.kind
+    else:
+        retriever = retriever_cls.from_embeddings(ids, vectors, kind=kind)
     neighbours = retriever.retrieve([item_id], k)[0]
 
     titles = dict(zip(ds.items.column("item_id").to_pylist(), ds.items.column("title").to_pylist()))
@@ -94,3 +108,69 @@ def search(dataset_dir, item_id, by, k, kind, model, cache_dir, device, as_json)
         click.echo(f"{r['rank']:>4}  {r['item_id']:<{id_width}}  {r['score']:>6.3f}  {_clip(r['title'], 70)}")
     if len(rows) < k:
         click.echo(f"(only {len(rows)} other items have {by} embeddings)")
+
+
+def parse_index_params(pairs: tuple[str, ...]) -> dict[str, int]:
+    """``--param nlist=1024`` pairs as integers (every index parameter is one); VectorIndex checks the names."""
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise click.BadParameter(f"{pair!r} is not NAME=INTEGER (e.g. nlist=1024)", param_hint="--param")
+        params[name.strip()] = int(value)
+    return params
+
+
+def index_options(kinds: tuple[str, ...]):
+    """The options ``tailorgen index`` and ``tailorgen scale index`` share."""
+    kind_help = "flat: exact; ivf: inverted lists (approximate, fast at scale)"
+    kind_help += "; hnsw: a graph (approximate)." if "hnsw" in kinds else "."
+    options = [
+        click.option("--by", type=click.Choice(["text", "image"]), default="text", show_default=True,
+                     help="Which embeddings to index."),
+        click.option("--kind", type=click.Choice(kinds), default="flat", show_default=True, help=kind_help),
+        click.option("--param", "params", multiple=True, metavar="NAME=INTEGER",
+                     help="An index parameter, repeatable: ivf nlist, nprobe, train_size, seed; "
+                     "hnsw m, ef_construction, ef_search."),
+        click.option("--model", default=None,
+                     help="Encoder spec as for `tailorgen encode` (default: the embedded one for --by)."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where embeddings are cached (default: DATASET_DIR/embeddings)."),
+        click.option("--out", type=click.Path(file_okay=False), required=True,
+                     help="Folder to write the index to (index.faiss, ids.parquet, meta.json)."),
+        click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
+    ]  # fmt: skip
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+@main.command("index")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@index_options(KINDS)
+@device_option()
+def index(dataset_dir, by, kind, params, model, cache_dir, out, overwrite, device) -> None:
+    """Build a FAISS index of DATASET_DIR's text or image embeddings and save it to --out.
+
+    `tailorgen search --index OUT` reads it; `tailorgen scale index` builds the same index on a
+    Dask cluster. Embeddings are computed once and cached (see `tailorgen encode`).
+
+    \b
+    Example:
+      tailorgen index runs/shop --by image --kind ivf --param nlist=256 --param nprobe=16 --out runs/shop-ivf
+    """
+    from tailorgen.data import Dataset
+    from tailorgen.encoders import encode_catalog
+    from tailorgen.encoders.factory import make_encoder
+    from tailorgen.retrieval import VectorIndex
+
+    built = VectorIndex(kind, **parse_index_params(params))  # a wrong name fails before any encoding
+    if os.path.lexists(out) and not overwrite:
+        raise CommandError(f"{out} already exists; pass --overwrite to replace it")
+    ids, vectors = encode_catalog(Dataset(dataset_dir), make_encoder(by, model, device=device), cache_dir=cache_dir)
+    built.add(ids, vectors).save(out, overwrite=overwrite)
+    click.echo(f"wrote {built!r} to {out}")

@@ -274,6 +274,29 @@ class Dataset:
         return {item_id: i for i, item_id in enumerate(self.items.column("item_id").to_pylist())}
 
     @property
+    def n_items(self) -> int:
+        """Rows of ``items``, from the Parquet footer (no table is read)."""
+        return pq.ParquetFile(self.root / TABLES["items"][0]).metadata.num_rows
+
+    def item_rows(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows ``start:stop`` of ``items``, read from the row groups that hold them only.
+
+        A worker given one partition of a large catalog reads its share, not the whole table."""
+        file = pq.ParquetFile(self.root / TABLES["items"][0])
+        groups, first, offset = [], None, 0
+        for g in range(file.metadata.num_row_groups):
+            size = file.metadata.row_group(g).num_rows
+            if offset < stop and offset + size > start:
+                groups.append(g)
+                first = offset if first is None else first
+            offset += size
+        if not groups:
+            empty = ITEMS_SCHEMA.empty_table()
+            return empty.select(list(columns)) if columns else empty
+        table = file.read_row_groups(groups, columns=list(columns) if columns else None)
+        return table.slice(start - first, stop - start)
+
+    @property
     def has_ground_truth(self) -> bool:
         return (self.root / "truth").is_dir()
 
@@ -289,7 +312,14 @@ class Dataset:
 
     def load_image(self, item_id: str) -> Image.Image | None:
         """The item's image as RGB, or None if it has none. Raises DataError if it is unreadable."""
-        row = self.item(item_id)
+        return self.image_from_row(self.item(item_id))
+
+    def image_from_row(self, row: dict) -> Image.Image | None:
+        """The image of an ``items`` row (``item_id``, ``image``, ``image_bytes``) as RGB, or None.
+
+        For readers that hold rows already (a partition of a large catalog), so that no one loads
+        the whole items table to decode one image."""
+        item_id = row["item_id"]
         if row["image_bytes"] is not None:
             src, opener = f"items.parquet[{item_id}].image_bytes", lambda: io.BytesIO(row["image_bytes"])
         elif row["image"] is not None:

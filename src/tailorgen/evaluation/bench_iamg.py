@@ -33,7 +33,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -142,34 +144,28 @@ def run_iamg_benchmark(
     judge: str | Path | None = None,
     progress: bool = True,
     dataset: str | Path | None = None,
+    scorer: Callable[..., ScoredUsers] | None = None,
 ) -> dict:
     """The comparison on the shop of ``cfg.seed`` (built or reused under ``work_dir``), or on ``dataset``.
 
     Returns the run's record (:mod:`tailorgen.evaluation.runner`); with ``out`` also writes it
-    as OUT/iamg_benchmark.json, with a grid of example images.
+    as OUT/iamg_benchmark.json, with a grid of example images. ``scorer(shop, cfg, users, targets,
+    mismatched)`` scores the users (default: ``score_users`` here; ``tailorgen.scale`` maps it over
+    partitions of the users on a cluster and joins the parts).
     """
     started = time.perf_counter()
     shop = benchmark_shop(cfg, work_dir, progress) if dataset is None else Path(dataset)
     ds = Dataset(shop)
     truth = ds.has_ground_truth
-    oracle, judge = (Oracle.load(shop), Judge(judge)) if truth else (None, None)
     gen = IAMGGenerator(ds, generator, guidance_scale=cfg.guidance, num_inference_steps=cfg.steps, progress=progress)
     users, targets, mismatched = pick_users(cfg, gen.context.histories, list(gen.context.texts))
-    pairs = list(zip(users, targets))
-    requests = gen.context.requests(pairs)
-
-    images = {"original": [ds.load_image(i) for i in targets]}
-    images |= {
-        m: [g.images[0] for g in generate_in_batches(gen, pairs, requests, m, 1, cfg.seed, progress)] for m in METHODS
-    }
-    values = embedding_metrics(gen.context, images, requests, progress)
-    if truth:
-        scored = oracle_metrics(ds, oracle, judge, images, users, mismatched, targets, progress)
-        values = {m: scored[m] | d for m, d in values.items()}
-    for m, per_user in diversity_metrics(gen, pairs, requests, cfg, progress).items():
-        values[m]["diversity"] = per_user
+    judge_model = Judge(judge) if truth else None
+    if scorer is None:
+        scorer = partial(score_users, generator=gen, judge=judge_model, progress=progress)
+    scored = scorer(shop, cfg, users, targets, mismatched)
+    values, images = scored.values, scored.images
     quality = image_quality(ds, gen.context.image_encoder, images, targets, cfg, progress)
-    latency = measure_latency(gen, pairs[: cfg.latency_requests], cfg.seed, progress)
+    latency = measure_latency(gen, list(zip(users, targets))[: cfg.latency_requests], cfg.seed, progress)
 
     not_computed = {} if truth else dict(NEEDS_GROUND_TRUTH)
     if quality is None:
@@ -182,7 +178,7 @@ def run_iamg_benchmark(
         per_unit={TASK: values},
         config=dataclasses.asdict(cfg),
         seeds=[cfg.seed],
-        checkpoints=gen.checkpoints() | ({"judge": judge.fingerprint} if truth else {}),
+        checkpoints=gen.checkpoints() | ({"judge": judge_model.fingerprint} if truth else {}),
         started=started,
         dataset=str(shop),
         extras={"not_computed": not_computed, "image_quality": quality, "latency_seconds": latency}
@@ -195,6 +191,62 @@ def run_iamg_benchmark(
         shown = range(min(12, len(users)))
         _grid([[images[m][j] for m in COMPARED] for j in shown], list(COMPARED), Path(out) / EXAMPLES_FILE)
     return record
+
+
+@dataclass
+class ScoredUsers:
+    """What the benchmark measures for some of its users, in their order: per method, each metric's
+    per-user values, and the images (the examples grid and image quality are made from them)."""
+
+    values: dict[str, dict[str, np.ndarray]]
+    images: dict[str, list[Image.Image]]
+
+    @classmethod
+    def join(cls, parts: list[ScoredUsers]) -> ScoredUsers:
+        """Consecutive slices of the users, joined in order (a metric some slices lack, diversity, is
+        measured on the first users only, so its values join up as well)."""
+        methods = list(parts[0].values)
+        values = {
+            m: {k: np.concatenate([p.values[m][k] for p in parts if k in p.values[m]]) for k in _metric_keys(parts, m)}
+            for m in methods
+        }
+        images = {m: [im for p in parts for im in p.images[m]] for m in parts[0].images}
+        return cls(values, images)
+
+
+def _metric_keys(parts: list[ScoredUsers], method: str) -> list[str]:
+    return list(dict.fromkeys(k for p in parts for k in p.values[method]))
+
+
+def score_users(
+    shop: str | Path,
+    cfg: IAMGBenchConfig,
+    users: list[str],
+    targets: list[str],
+    mismatched: list[str],
+    generator: IAMGGenerator,
+    judge: Judge | None,
+    first: int = 0,
+    progress: bool = False,
+) -> ScoredUsers:
+    """Generate every method's image for each (user, target) and measure it; ``first``: the position of
+    ``users[0]`` among all the benchmark's users (diversity is measured on the first ``cfg.diversity_users``)."""
+    ds = generator.context.dataset
+    pairs = list(zip(users, targets))
+    requests = generator.context.requests(pairs)
+    images = {"original": [ds.load_image(i) for i in targets]}
+    images |= {
+        m: [g.images[0] for g in generate_in_batches(generator, pairs, requests, m, 1, cfg.seed, progress)]
+        for m in METHODS
+    }
+    values = embedding_metrics(generator.context, images, requests, progress)
+    if judge is not None:
+        scored = oracle_metrics(ds, Oracle.load(shop), judge, images, users, mismatched, targets, progress)
+        values = {m: scored[m] | d for m, d in values.items()}
+    k = max(0, min(cfg.diversity_users - first, len(pairs)))
+    for m, per_user in diversity_metrics(generator, pairs[:k], requests[:k], cfg, progress).items():
+        values[m]["diversity"] = per_user
+    return ScoredUsers(values, images)
 
 
 def _task(values: dict[str, dict[str, np.ndarray]], truth: bool, users: list[str], targets: list[str]) -> Task:
@@ -285,14 +337,13 @@ def oracle_metrics(
 
 
 def diversity_metrics(gen, pairs, requests, cfg: IAMGBenchConfig, progress: bool = False) -> dict[str, np.ndarray]:
-    """Per user, the mean pairwise cosine distance among ``diversity_n`` images of one method."""
-    k = min(cfg.diversity_users, len(pairs))
-    if k == 0 or cfg.diversity_n < 2:
+    """Per user of ``pairs``, the mean pairwise cosine distance among ``diversity_n`` images of one method."""
+    if not pairs or cfg.diversity_n < 2:
         return {}
     out = {}
     for method in METHODS:
         generations = generate_in_batches(
-            gen, pairs[:k], requests[:k], method, cfg.diversity_n, cfg.seed, progress, desc="diversity"
+            gen, pairs, requests, method, cfg.diversity_n, cfg.seed, progress, desc="diversity"
         )
         out[method] = np.array([diversity(gen.context.image_encoder.encode(g.images)) for g in generations])
     return out

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tailorgen.common import atomic_write_text, component_hashes, write_json
+from tailorgen.common import atomic_dir, atomic_write_text, component_hashes, write_json
 from tailorgen.data import Dataset, id_file_stem
 from tailorgen.encoders.image import images_to_tensor
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext, Request
@@ -247,15 +247,17 @@ def request_folder(user_id: str, item_id: str, method: str) -> Path:
 
 
 def save_generation(g: Generation, out: Path, checkpoints: dict[str, str]) -> dict:
-    """Write one request's PNGs, then its record.json (the record last: it marks the request done)."""
-    folder = out / request_folder(g.request.user_id, g.request.item_id, g.method)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for k, image in enumerate(g.images):
-        image.save(folder / f"image_{k}.png")
-        files.append((folder / f"image_{k}.png").relative_to(out).as_posix())
+    """Write one request's folder, its PNGs and then its record.json (which marks the request done).
+
+    The folder is written aside and renamed in whole, so a process killed halfway (a Dask
+    worker, Ctrl-C) leaves no request half written, and one written again replaces it whole."""
+    relative = request_folder(g.request.user_id, g.request.item_id, g.method)
+    files = [(relative / f"image_{k}.png").as_posix() for k in range(len(g.images))]
     record = g.record() | {"images": files, "checkpoints": checkpoints}
-    write_json(folder / "record.json", record)
+    with atomic_dir(out / relative, overwrite=True, what="request") as tmp:
+        for k, image in enumerate(g.images):
+            image.save(tmp / f"image_{k}.png")
+        write_json(tmp / "record.json", record)
     return record
 
 

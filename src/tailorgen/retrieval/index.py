@@ -163,7 +163,43 @@ class VectorIndex:
 
     def _build(self, x: np.ndarray) -> faiss.Index:
         """Create (and for ivf, train) the FAISS index for the first batch ``x``."""
-        d = x.shape[1]
+        return self._empty_index(x[self.training_rows(len(x))], len(x))
+
+    def training_rows(self, n: int) -> np.ndarray:
+        """Rows of an ``n``-vector first batch that an ivf index trains its k-means on.
+
+        A sample, fixed by ``seed``, when the batch is larger than ``train_size``: a job that holds
+        the vectors in partitions gathers exactly these rows and calls ``train``. Flat and hnsw
+        train on nothing: their one row only fixes the dimension."""
+        if self.kind != "ivf":
+            return np.arange(min(n, 1))
+        train_size = self._params["train_size"] or 50 * self._nlist_for(n)
+        if n <= train_size:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(self._params["seed"]).choice(n, size=int(train_size), replace=False))
+
+    def train(self, sample: np.ndarray, n: int) -> VectorIndex:
+        """Build the empty index for ``n`` vectors, an ivf one trained on ``sample`` (the rows ``training_rows(n)``).
+
+        For jobs that add the vectors in parts elsewhere and ``merge`` the parts: the result equals
+        one ``add`` of all ``n`` vectors in the same order."""
+        if self._index is not None:
+            raise RuntimeError("the index already holds vectors; train a new VectorIndex")
+        if len(sample) == 0:
+            raise ValueError(
+                "train needs the rows training_rows(n) of the vectors (at least one: it fixes the dimension)"
+            )
+        x = self._as_matrix(sample, "sample")
+        self._index = self._empty_index(x, n)
+        self._dim = x.shape[1]
+        return self
+
+    def _nlist_for(self, n: int) -> int:
+        nlist = self._params["nlist"]
+        return int(nlist) if nlist is not None else max(1, min(round(4 * math.sqrt(n)), n // 39))
+
+    def _empty_index(self, sample: np.ndarray, n: int) -> faiss.Index:
+        d = sample.shape[1]
         if self.kind == "flat":
             return faiss.IndexFlatIP(d)
         if self.kind == "hnsw":
@@ -171,26 +207,43 @@ class VectorIndex:
             index.hnsw.efConstruction = int(self._params["ef_construction"])
             index.hnsw.efSearch = int(self._params["ef_search"])
             return index
-        n = len(x)
-        nlist = self._params["nlist"]
-        if nlist is None:
-            nlist = max(1, min(round(4 * math.sqrt(n)), n // 39))
+        nlist = self._nlist_for(n)
         if nlist > n:
             raise ValueError(
                 f"nlist={nlist} exceeds the {n} vectors in the first batch; k-means needs at least one vector "
                 "per list: add more vectors in the first batch or pass a smaller nlist"
             )
-        self._params["nlist"] = int(nlist)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, int(nlist), faiss.METRIC_INNER_PRODUCT)
+        self._params["nlist"] = nlist
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = int(self._params["seed"])
-        train_size = self._params["train_size"] or 50 * nlist
-        sample = x
-        if n > train_size:
-            rng = np.random.default_rng(self._params["seed"])
-            sample = x[np.sort(rng.choice(n, size=int(train_size), replace=False))]
         index.train(sample)
-        index.nprobe = min(int(self._params["nprobe"]), int(nlist))
+        index.nprobe = min(int(self._params["nprobe"]), nlist)
         return index
+
+    def merge(self, other: VectorIndex) -> VectorIndex:
+        """Append ``other``'s vectors and ids (FAISS ``merge_from``): a part built from the same trained index.
+
+        Flat and ivf only (an HNSW graph cannot be joined; build it on one machine). Parts merged in
+        order give the index one ``add`` of everything in that order would."""
+        if self.kind not in ("flat", "ivf") or other.kind != self.kind:
+            raise ValueError(
+                f"only flat and ivf indexes merge, and only with their own kind; got {self.kind} and {other.kind}"
+            )
+        if other._index is None:
+            return self
+        if self._index is None or self._dim != other._dim:
+            raise ValueError(f"merge into a trained index of the same dimension (have {self._dim}, got {other._dim})")
+        if self.kind == "ivf" and not _same_centroids(self._index, other._index):
+            raise ValueError("the ivf parts were trained apart; build every part from the same trained index")
+        clash = next((i for i in other._ids if i in self._pos), None)
+        if clash is not None:
+            raise ValueError(f"id {clash!r} is in both indexes; ids must be unique")
+        start = len(self._ids)
+        self._index.merge_from(other._index, start if self.kind == "ivf" else 0)  # flat: labels are row numbers
+        self._ids.extend(other._ids)
+        self._pos.update((item_id, start + i) for i, item_id in enumerate(other._ids))
+        self._id_array = None
+        return self
 
     def _apply_search_params(self) -> None:
         if self.kind == "ivf":
@@ -355,6 +408,11 @@ class VectorIndex:
             raise ValueError(f"{path}: the saved files disagree (counts {counts}, dim {self._index.d} vs {self._dim})")
         self._apply_search_params()
         return self
+
+
+def _same_centroids(a: faiss.Index, b: faiss.Index) -> bool:
+    ca, cb = a.quantizer.reconstruct_n(0, a.nlist), b.quantizer.reconstruct_n(0, b.nlist)
+    return ca.shape == cb.shape and np.array_equal(ca, cb)
 
 
 def exclusion_sets(exclude: Exclude, n_q: int) -> list[set[str]] | None:

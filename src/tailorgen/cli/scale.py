@@ -1,0 +1,187 @@
+"""`tailorgen scale encode|index|generate|bench`: the distributed twins of the commands of the same names."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from tailorgen.cli import main
+from tailorgen.cli.bench import iamg_bench_options
+from tailorgen.cli.generate import echo_records, generation_options, read_pairs
+from tailorgen.cli.options import device_option
+from tailorgen.cli.search import index_options, parse_index_params
+
+
+@main.group()
+def scale() -> None:
+    """Run encoding, indexing, batch generation and the benchmark on a Dask cluster.
+
+    Each command is the twin of the single-machine command of the same name and writes the same
+    outputs. Without --scheduler, a LocalCluster of --workers processes starts on 127.0.0.1 (its
+    dashboard's address is printed); with --scheduler tcp://HOST:PORT the job runs on that
+    cluster, whose workers must see the dataset and output folders at the same paths. A killed
+    worker's tasks are rerun; every partition is written whole or not at all, and a rerun of the
+    same command skips the partitions already done.
+
+    \b
+    Examples:
+      tailorgen scale encode runs/shop --workers 2
+      tailorgen scale index runs/shop --by image --kind ivf --out runs/shop-ivf
+      tailorgen scale generate runs/shop --requests pairs.csv --n 2 --out runs/gen
+      tailorgen scale bench iamg --seed 0 --out runs/bench-scale
+    """
+
+
+def cluster_options(fn):
+    """--workers and --scheduler: where the job runs."""
+    fn = click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="A running Dask scheduler (tcp://HOST:PORT) to send the job to, instead of a local cluster.",
+    )(fn)
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=2,
+        show_default=True,
+        help="Worker processes of the local cluster, one thread each (ignored with --scheduler).",
+    )(fn)
+
+
+def partition_option(default: int, what: str):
+    return click.option(
+        "--partition-size", type=click.IntRange(min=1), default=default, show_default=True, help=f"{what} per task."
+    )
+
+
+@scale.command("encode")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--modality", type=click.Choice(["text", "image", "both"]), default="both", show_default=True)
+@click.option("--text-model", default="minilm", show_default=True, help="As for `tailorgen encode`.")
+@click.option("--image-model", default=None, help="As for `tailorgen encode` (default: the shipped image encoder).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where embeddings are cached (default: DATASET_DIR/embeddings).")  # fmt: skip
+@partition_option(20_000, "Items")
+@cluster_options
+@device_option()
+def scale_encode(dataset_dir, modality, text_model, image_model, cache_dir, partition_size, workers, scheduler, device):
+    """Embed every item of DATASET_DIR on the cluster, into the cache `tailorgen encode` reads.
+
+    Each task embeds one partition of items.parquet's rows and writes
+    embeddings/MODALITY-KEY.parts/part-NNNNN.npz; the parts are then joined into
+    embeddings/MODALITY-KEY.npz, the file `tailorgen encode` would have written.
+    """
+    from tailorgen.scale import dask_client, encode_on_dask
+
+    result = {}
+    with dask_client(scheduler, workers) as client:
+        for m in ("text", "image") if modality == "both" else (modality,):
+            model = text_model if m == "text" else image_model
+            parts = encode_on_dask(client, dataset_dir, m, model, cache_dir, partition_size, device=device)
+            result[m] = {
+                "items": parts.total,
+                "partitions": len(parts.parts),
+                "skipped": parts.skipped,
+                "encoder": parts.fingerprint,
+                "cache": str(parts.cache_file),
+            }
+    click.echo(json.dumps(result, indent=2))
+
+
+@scale.command("index")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@index_options(("flat", "ivf"))
+@partition_option(20_000, "Items")
+@cluster_options
+def scale_index(dataset_dir, by, kind, params, model, cache_dir, out, overwrite, partition_size, workers, scheduler):
+    """Build `tailorgen index`'s index of DATASET_DIR on the cluster: trained on a sample, filled by partition.
+
+    Embeds what is not embedded yet (as `tailorgen scale encode`), trains the empty index on the
+    rows one machine would use, fills a copy per partition on the workers and merges them in
+    order: the same index `tailorgen index` writes. HNSW graphs do not merge: build them there.
+    """
+    from tailorgen.scale import dask_client, index_on_dask
+
+    params = parse_index_params(params)
+    with dask_client(scheduler, workers) as client:
+        index = index_on_dask(client, dataset_dir, out, by, model, kind, params, cache_dir, partition_size, overwrite)
+    click.echo(f"wrote {index!r} to {out}")
+
+
+@scale.command("generate")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--requests", "requests_csv", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="A CSV with columns user_id,item_id: the requests.")  # fmt: skip
+@generation_options
+@cluster_options
+def scale_generate(
+    dataset_dir,
+    requests_csv,
+    n,
+    seed,
+    method,
+    rewriter,
+    generator_path,
+    steps,
+    guidance,
+    out,
+    overwrite,
+    resume,
+    workers,
+    scheduler,
+):
+    """`tailorgen generate --requests` on the cluster, into the same run folder layout.
+
+    The requests are cut into partitions of whole image batches, so every image is the one the
+    single-machine command makes; either command's --resume finishes the other's run.
+    """
+    from tailorgen.scale import dask_client, generate_on_dask
+
+    if overwrite and resume:
+        raise click.UsageError("give --overwrite (start over) or --resume (finish the run), not both")
+    pairs = read_pairs(requests_csv)
+    options = {"n": n, "seed": seed, "method": method, "rewriter": rewriter, "generator": generator_path}
+    options |= {"steps": steps, "guidance": guidance, "overwrite": overwrite, "resume": resume}
+    with dask_client(scheduler, workers) as client:
+        records = generate_on_dask(client, dataset_dir, pairs, out, **options)
+    echo_records(records, out)
+
+
+@scale.group("bench")
+def scale_bench() -> None:
+    """Benchmarks with their per-user work spread over the cluster."""
+
+
+@scale_bench.command("iamg")
+@iamg_bench_options
+@partition_option(64, "Users (a multiple of 32, the benchmark's image batch)")
+@cluster_options
+def scale_bench_iamg(
+    seed,
+    users,
+    steps,
+    guidance,
+    work_dir,
+    out,
+    generator_path,
+    judge_path,
+    dataset,
+    as_json,
+    partition_size,
+    workers,
+    scheduler,
+):
+    """`tailorgen bench iamg` with the users scored in partitions on the cluster: the same record.
+
+    Map: each task makes every method's images for its users and measures them. Reduce: image
+    quality, latency (on this machine) and the record, as the single-machine benchmark does.
+    """
+    from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, format_table
+    from tailorgen.scale import bench_on_dask, dask_client
+
+    cfg = IAMGBenchConfig(seed=seed, users=users, steps=steps, guidance=guidance)
+    with dask_client(scheduler, workers) as client:
+        result = bench_on_dask(client, cfg, work_dir, out, generator_path, judge_path, dataset, partition_size)
+    click.echo(json.dumps(result, indent=2) if as_json else format_table(result))

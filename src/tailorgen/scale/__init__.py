@@ -1,0 +1,38 @@
+"""Scale: the single-machine jobs of tailorgen on a Dask cluster, for catalogs that outgrow one machine.
+
+Each job is the distributed twin of a command of the same name and writes the same outputs:
+
+- ``encode_on_dask`` (``tailorgen scale encode``): the catalog in row partitions of ``items.parquet``,
+  each embedded by a worker and written atomically beside the single-machine cache, then joined
+  into that cache file, so ``tailorgen encode`` and ``search`` find it;
+- ``index_on_dask`` (``tailorgen scale index``): a FAISS index trained on a sample gathered from
+  the partitions, filled part by part in parallel, merged in order (``tailorgen index``'s output);
+- ``generate_on_dask`` (``tailorgen scale generate``): a batch of (user, item) requests cut into
+  partitions of whole UNet batches, written into ``tailorgen generate``'s run folder;
+- ``bench_on_dask`` (``tailorgen scale bench iamg``): the I-AM-G benchmark's users scored in
+  partitions (map) and the record built from all of them (reduce).
+
+No second code path: a worker runs the very library functions the single-machine command runs
+(``encoders.encode_rows``, ``VectorIndex.add``/``merge``, ``generation.output.generate_requests``,
+``evaluation.bench_iamg.score_users``) on its partition. Dask brings retries, rescheduling when a
+worker dies and the dashboard; every partition is written through a temporary file or folder and
+skipped when a rerun finds it done, so a killed worker loses nothing and nothing is written twice.
+"""
+
+from tailorgen.scale.bench import bench_on_dask
+from tailorgen.scale.cluster import dask_client
+from tailorgen.scale.encode import encode_on_dask
+from tailorgen.scale.generate import generate_on_dask
+from tailorgen.scale.index import index_on_dask
+from tailorgen.scale.jobs import Partition, partitions, run_partitions
+
+__all__ = [
+    "Partition",
+    "bench_on_dask",
+    "dask_client",
+    "encode_on_dask",
+    "generate_on_dask",
+    "index_on_dask",
+    "partitions",
+    "run_partitions",
+]

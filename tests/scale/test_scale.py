@@ -1,0 +1,159 @@
+"""The Dask twins write what the single-machine commands write, survive a killed worker and skip done work.
+
+Every job runs on a real LocalCluster of two worker processes on 127.0.0.1."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tailorgen.data import Dataset
+from tailorgen.encoders import encode_catalog
+from tailorgen.encoders.catalog import catalog_cache_path, read_embeddings
+from tailorgen.encoders.factory import make_encoder
+from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, run_iamg_benchmark
+from tailorgen.generation.iamg import IAMGGenerator, pick_requests
+from tailorgen.generation.output import generate_into, run_config
+from tailorgen.retrieval import VectorIndex
+from tailorgen.scale import bench_on_dask, dask_client, encode_on_dask, generate_on_dask, index_on_dask
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(workers=2, announce=False) as c:
+        yield c
+
+
+@pytest.fixture()
+def shop(small_shop, tmp_path):
+    """A copy of the session's small shop, so each test's embeddings and parts are its own."""
+    import shutil
+
+    copy = tmp_path / "shop"
+    shutil.copytree(small_shop, copy, ignore=shutil.ignore_patterns("embeddings"))
+    return copy
+
+
+def _pairs(shop, k, seed=3):
+    ds = Dataset(shop)
+    return pick_requests(ds.user_histories(), ds.items.column("item_id").to_pylist(), k, 5, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("modality", ["text", "image"])
+def test_encode_parts_join_into_the_single_machine_cache(client, shop, tmp_path, modality):
+    encoded = encode_on_dask(client, shop, modality, partition_rows=150, progress=False)
+    assert [len(p) for p in encoded.parts] == [150, 150, 100] and encoded.skipped == 0
+    encoder = make_encoder(modality, None)
+    assert encoded.cache_file == catalog_cache_path(Dataset(shop), encoder)  # `tailorgen encode` reads it
+    ids, vectors = read_embeddings(encoded.cache_file)
+    single_ids, single = encode_catalog(Dataset(shop), encoder, cache_dir=tmp_path / "single", progress=False)
+    assert ids == single_ids
+    # Images go through the same batches, so bit for bit; sentence-transformers sorts each call's
+    # texts by length into batches, so a partition's batches differ and floats round differently.
+    np.testing.assert_allclose(vectors, single, atol=0 if modality == "image" else 1e-6)
+    # A rerun finds every part done; a lost part (and the joined file) is all it makes again.
+    assert encode_on_dask(client, shop, modality, partition_rows=150, progress=False).skipped == 3
+    encoded.cache_file.unlink()
+    (encoded.parts_dir / "part-00001.npz").unlink()
+    again = encode_on_dask(client, shop, modality, partition_rows=150, progress=False)
+    assert again.skipped == 2 and read_embeddings(again.cache_file)[0] == ids
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_the_index_built_by_parts_is_the_index_of_one_add(client, shop, tmp_path, kind):
+    params = {"nlist": 8, "nprobe": 2, "train_size": 300} if kind == "ivf" else {}
+    index_on_dask(client, shop, tmp_path / "idx", "image", None, kind, params, partition_rows=120, progress=False)
+    ids, vectors = read_embeddings(catalog_cache_path(Dataset(shop), make_encoder("image", None)))
+    single = VectorIndex(kind, **params).add(ids, vectors)
+    loaded = VectorIndex.load(tmp_path / "idx")
+    assert loaded.ids == single.ids and loaded.get_params() == single.get_params()
+    found, scores = loaded.search(vectors[:40], 10)
+    expected, expected_scores = single.search(vectors[:40], 10)
+    assert found == expected and np.array_equal(scores, expected_scores)
+    assert not (tmp_path / ".idx.parts").exists()  # the parts go once the index is whole
+    with pytest.raises(FileExistsError, match="overwrite"):
+        index_on_dask(client, shop, tmp_path / "idx", "image", kind=kind, params=params, progress=False)
+    with pytest.raises(ValueError, match="hnsw"):
+        index_on_dask(client, shop, tmp_path / "hnsw", "image", kind="hnsw", progress=False)
+
+
+def _images(out: Path, record: dict) -> list[np.ndarray]:
+    return [np.asarray(Image.open(out / f)) for f in record["images"]]
+
+
+def _without_timings(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "seconds"}
+
+
+# The generate tests read the session's shop itself: the workers keep its generator from one test to the next.
+def test_generate_on_dask_writes_the_single_machine_run(client, small_shop, tiny_generator, tmp_path):
+    shop = small_shop
+    pairs = _pairs(shop, 10)
+    options = {"n": 8, "seed": 5, "method": "full", "steps": 2, "guidance": 2.0, "rewriter": "template"}
+    made = generate_on_dask(
+        client, shop, pairs, tmp_path / "dask", generator=tiny_generator[0], batches_per_partition=1,
+        progress=False, **options,
+    )  # fmt: skip
+    gen = IAMGGenerator(shop, tiny_generator[0], num_inference_steps=2)
+    config = run_config(gen, pairs, **{k: options[k] for k in ("method", "n", "steps", "guidance", "rewriter", "seed")})
+    single = generate_into(gen, pairs, tmp_path / "one", config, 8, 5, "full", progress=False)  # 4 requests a batch
+    assert [_without_timings(r) for r in made] == [_without_timings(r) for r in single]
+    for a, b in zip(made, single):
+        for x, y in zip(_images(tmp_path / "dask", a), _images(tmp_path / "one", b)):
+            assert np.abs(x.astype(int) - y.astype(int)).max() <= 1  # the same batches; at most a rounding step
+    run = [json.loads((tmp_path / name / "run.json").read_text()) for name in ("dask", "one")]
+    assert run[0] == run[1]
+    lines = (tmp_path / "dask" / "records.jsonl").read_text().splitlines()
+    assert [(json.loads(x)["user_id"], json.loads(x)["item_id"]) for x in lines] == pairs
+
+
+def test_a_worker_killed_mid_job_loses_nothing_and_writes_nothing_twice(client, small_shop, tiny_generator, tmp_path):
+    shop = small_shop
+    pairs = _pairs(shop, 16, seed=9)
+    out = tmp_path / "run"
+    job = {"n": 16, "steps": 2, "generator": tiny_generator[0], "batches_per_partition": 1, "progress": False}
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(records=generate_on_dask(client, shop, pairs, out, **job)))
+    runner.start()
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/*/record.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done_at_kill = len(list(out.glob("*/*/record.json")))
+    os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)  # one worker process, kill -9
+    runner.join(timeout=300)
+    assert not runner.is_alive() and "records" in result
+    assert 0 < done_at_kill < len(pairs), "the kill must land while the job runs"
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert sorted((r["user_id"], r["item_id"]) for r in records) == sorted(pairs)  # each once, none lost
+    folders = list(out.glob("*/*__full"))
+    assert len(folders) == len(pairs) and all(len(list(f.glob("image_*.png"))) == 16 for f in folders)
+    assert not [p for p in out.rglob("*") if ".partial-" in p.name or ".old-" in p.name]
+    # A rerun of the finished job (--resume) has nothing left to make.
+    stamps = {f: f.stat().st_mtime_ns for f in out.glob("*/*/record.json")}
+    generate_on_dask(client, shop, pairs, out, resume=True, **job)
+    assert {f: f.stat().st_mtime_ns for f in out.glob("*/*/record.json")} == stamps
+
+
+def test_the_benchmark_mapped_over_users_gives_the_same_record(client, tiny_generator, tiny_judge, tmp_path):
+    cfg = IAMGBenchConfig(
+        seed=11, users=40, shop_items=200, shop_users=80, steps=2, latency_requests=1, n_boot=200,
+        diversity_users=3, diversity_n=2, quality_reference=60,
+    )  # fmt: skip
+    args = (cfg, tmp_path / "work", None, tiny_generator[0], tiny_judge[0])
+    mapped = bench_on_dask(client, *args, partition_users=32, progress=False)
+    single = run_iamg_benchmark(*args, progress=False)
+    assert mapped["tasks"] == single["tasks"] and mapped["config"] == single["config"]
+    values, expected = mapped["per_unit"]["personalization"], single["per_unit"]["personalization"]
+    assert values.keys() == expected.keys()
+    for method in expected:
+        assert values[method].keys() == expected[method].keys()
+        for metric in expected[method]:
+            np.testing.assert_allclose(values[method][metric], expected[method][metric], atol=1e-5, err_msg=metric)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        bench_on_dask(client, *args, partition_users=20, progress=False)
