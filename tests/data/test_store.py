@@ -110,3 +110,20 @@ def test_schema_type_errors_name_row_and_field(tmp_path):
             items=[{"item_id": "a", "title": "A"}, {"item_id": "b", "title": "B", "price": "cheap"}], interactions=[]
         )
     assert not (tmp_path / "d").exists()
+
+
+def test_a_slice_of_items_reads_only_its_row_groups_and_equals_the_table_slice(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import tailorgen.data.store as store
+
+    monkeypatch.setattr(store, "ROW_GROUP_ROWS", 7)  # 30 items in 5 groups
+    items = [{"item_id": f"i{k:02d}", "title": f"item {k}"} for k in range(30)]
+    with DatasetWriter(tmp_path / "ds", source={"format": "test"}) as w:
+        w.set_tables(items=items, interactions=[{"user_id": "u", "item_id": "i00", "timestamp": 1}])
+    ds = Dataset(tmp_path / "ds")
+    assert pq.ParquetFile(tmp_path / "ds" / "items.parquet").metadata.num_row_groups == 5 and ds.n_items == 30
+    for start, stop in [(0, 7), (3, 12), (6, 30), (14, 15), (29, 30), (30, 30)]:
+        part = ds.item_rows(start, stop, ["item_id", "title"])
+        assert part.to_pylist() == ds.items.select(["item_id", "title"]).slice(start, stop - start).to_pylist()
+    assert ds.image_from_row(ds.item_rows(0, 1).to_pylist()[0]) is None  # no image: None, as load_image says

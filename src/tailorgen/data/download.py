@@ -49,7 +49,7 @@ from tailorgen.data.fetcher import (
     url_key,
     verify_image,
 )
-from tailorgen.data.store import Dataset, count_items_with_image
+from tailorgen.data.store import ROW_GROUP_ROWS, Dataset, count_items_with_image
 
 __all__ = [
     "BROKEN_IMAGE",
@@ -272,7 +272,7 @@ def _commit(ds: Dataset, items: pa.Table, new_image: list[str | None], report: D
         col = items.schema.get_field_index("image")
         items = items.set_column(col, items.schema.field(col), pa.array(new_image, pa.string()))
         buf = pa.BufferOutputStream()
-        pq.write_table(items, buf, compression="zstd")
+        pq.write_table(items, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         atomic_write_bytes(root / "items.parquet", buf.getvalue().to_pybytes())
         manifest.setdefault("files", {})["items.parquet"] = hash_file(root / "items.parquet")
         if (root / "images").is_dir():

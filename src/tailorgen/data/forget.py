@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from tailorgen.common import hash_file, read_json, write_json
 from tailorgen.data.schema import TABLES
+from tailorgen.data.store import ROW_GROUP_ROWS
 
 
 def _rewrite(path: Path, user: str) -> int:
@@ -28,7 +29,7 @@ def _rewrite(path: Path, user: str) -> int:
     if len(kept) == len(table):
         return 0
     tmp = path.with_name(f".{path.name}.partial")
-    pq.write_table(kept, tmp, compression="zstd")
+    pq.write_table(kept, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     os.replace(tmp, path)
     return len(table) - len(kept)
 

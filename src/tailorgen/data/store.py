@@ -35,6 +35,10 @@ from tailorgen.data.schema import (
     TABLES,
 )
 
+# Rows per Parquet row group: a reader of a slice (a Dask worker's partition, `Dataset.item_rows`)
+# decodes only the groups that hold it, not a million-row table (pyarrow's default group).
+ROW_GROUP_ROWS = 16_384
+
 
 def _to_table(rows_or_table: list[dict] | pa.Table, schema: pa.Schema, name: str) -> pa.Table:
     if isinstance(rows_or_table, pa.Table):
@@ -178,7 +182,7 @@ class DatasetWriter:
         files = {}
         for name, table in self._tables.items():
             filename = TABLES[name][0]
-            pq.write_table(table, self.root / filename, compression="zstd")
+            pq.write_table(table, self.root / filename, compression="zstd", row_group_size=ROW_GROUP_ROWS)
             files[filename] = hash_file(self.root / filename)
         if (self.root / "images").is_dir():
             # One hash over every image file, so caches keyed on the manifest see image changes too.
