@@ -157,3 +157,33 @@ def test_the_benchmark_mapped_over_users_gives_the_same_record(client, tiny_gene
             np.testing.assert_allclose(values[method][metric], expected[method][metric], atol=1e-5, err_msg=metric)
     with pytest.raises(ValueError, match="multiple of 32"):
         bench_on_dask(client, *args, partition_users=20, progress=False)
+
+
+def test_the_commands_write_what_their_single_machine_twins_write(shop, tmp_path):
+    from click.testing import CliRunner
+
+    from tailorgen.cli import main
+
+    runner = CliRunner()
+    one = runner.invoke(main, ["index", str(shop), "--by", "image", "--kind", "ivf", "--param", "nlist=8",
+                               "--out", str(tmp_path / "one")])  # fmt: skip
+    assert one.exit_code == 0, one.output
+    res = runner.invoke(main, ["scale", "index", str(shop), "--by", "image", "--kind", "ivf", "--param", "nlist=8",
+                               "--partition-size", "150", "--out", str(tmp_path / "dask")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    for name in ("ids.parquet", "meta.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes()
+    item = Dataset(shop).items.column("item_id")[0].as_py()
+    found = [
+        json.loads(runner.invoke(main, ["search", str(shop), "--item", item, "--by", "image", "--json", *extra]).output)
+        for extra in ([], ["--index", str(tmp_path / "dask")])
+    ]
+    assert found[0]["neighbours"][:3] == found[1]["neighbours"][:3] and found[1]["index"] == "ivf"
+    # Mistakes are one line, before any cluster starts.
+    for bad, says in (
+        (["--param", "nlst=8"], "nlst"),
+        (["--kind", "hnsw"], "hnsw"),
+        (["--param", "nlist=x"], "NAME=INTEGER"),
+    ):
+        res = runner.invoke(main, ["scale", "index", str(shop), "--out", str(tmp_path / "bad"), *bad])
+        assert res.exit_code == 2 and says in res.output and not (tmp_path / "bad").exists(), res.output

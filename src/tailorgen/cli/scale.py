@@ -104,7 +104,7 @@ def scale_index(dataset_dir, by, kind, params, model, cache_dir, out, overwrite,
     """
     from tailorgen.scale import dask_client, index_on_dask
 
-    params = parse_index_params(params)
+    params = parse_index_params(kind, params)  # before a cluster starts or anything is embedded
     with dask_client(scheduler, workers) as client:
         index = index_on_dask(client, dataset_dir, out, by, model, kind, params, cache_dir, partition_size, overwrite)
     click.echo(f"wrote {index!r} to {out}")

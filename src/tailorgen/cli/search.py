@@ -110,14 +110,21 @@ def search(dataset_dir, item_id, by, k, kind, model, cache_dir, index_dir, devic
         click.echo(f"(only {len(rows)} other items have {by} embeddings)")
 
 
-def parse_index_params(pairs: tuple[str, ...]) -> dict[str, int]:
-    """``--param nlist=1024`` pairs as integers (every index parameter is one); VectorIndex checks the names."""
+def parse_index_params(kind: str, pairs: tuple[str, ...]) -> dict[str, int]:
+    """``--param nlist=1024`` pairs as integers (every index parameter is one), checked against ``kind``
+    before anything is embedded."""
+    from tailorgen.retrieval import VectorIndex
+
     params = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not value.strip().isdigit():
             raise click.BadParameter(f"{pair!r} is not NAME=INTEGER (e.g. nlist=1024)", param_hint="--param")
         params[name.strip()] = int(value)
+    try:
+        VectorIndex(kind, **params)
+    except (TypeError, ValueError) as e:
+        raise click.BadParameter(str(e), param_hint="--param") from e
     return params
 
 
@@ -168,7 +175,7 @@ def index(dataset_dir, by, kind, params, model, cache_dir, out, overwrite, devic
     from tailorgen.encoders.factory import make_encoder
     from tailorgen.retrieval import VectorIndex
 
-    built = VectorIndex(kind, **parse_index_params(params))  # a wrong name fails before any encoding
+    built = VectorIndex(kind, **parse_index_params(kind, params))
     if os.path.lexists(out) and not overwrite:
         raise CommandError(f"{out} already exists; pass --overwrite to replace it")
     ids, vectors = encode_catalog(Dataset(dataset_dir), make_encoder(by, model, device=device), cache_dir=cache_dir)

@@ -1,0 +1,128 @@
+"""Throughput and memory of `tailorgen scale encode` and `scale index` with 1 and 2 local workers.
+
+A catalog of N items is made by replicating a shop's items (ids `ID~K`, titles with the copy
+number, the same image files linked), so the work per item is the real work on real texts and
+images; only the count grows. For each worker count, a fresh cache: embed by text and by image
+(`encode_on_dask`), then build a flat and an IVF index (`index_on_dask`); the wall time, the
+per-task compute times from Dask's task stream, the peak RSS of each worker process and of this
+one, and the bytes of each part file (what a worker sends to the next step).
+
+    python benchmarks/bench_scale.py --shop runs/demo/shop --items 100000 --workers 1,2 \
+        --out docs/scale_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def replicate(shop: Path, n_items: int, out: Path) -> Path:
+    """A dataset of ``n_items`` rows: the shop's items copied with new ids, image files hard-linked."""
+    from tailorgen.data import Dataset, DatasetWriter
+
+    if (out / "manifest.json").exists() and Dataset(out).n_items == n_items:
+        return out
+    ds = Dataset(shop)
+    items = ds.items
+    copies = -(-n_items // len(items))
+    parts = []
+    for k in range(copies):
+        ids = items.column("item_id") if k == 0 else pc.binary_join_element_wise(items.column("item_id"), f"~{k}", "")
+        title = items.column("title") if k == 0 else pc.binary_join_element_wise(items.column("title"), f" ({k})", "")
+        parts.append(
+            items.set_column(0, "item_id", ids).set_column(items.schema.get_field_index("title"), "title", title)
+        )
+    table = pa.concat_tables(parts).slice(0, n_items)
+    with DatasetWriter(out, source={"format": "replicated", "shop": str(shop), "copies": copies}, overwrite=True) as w:
+        images = w.subdir("images")
+        for f in (shop / "images").rglob("*"):
+            if f.is_file():
+                target = images / f.relative_to(shop / "images")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(f, target)
+        w.set_tables(items=table, interactions=ds.interactions)
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Path) -> dict:
+    from distributed import get_task_stream
+
+    from tailorgen.scale import dask_client, encode_on_dask, index_on_dask
+
+    shutil.rmtree(cache, ignore_errors=True)
+    result = {"workers": workers}
+    with dask_client(workers=workers) as client:
+        for modality in ("text", "image"):
+            with get_task_stream(client) as stream:
+                t = time.perf_counter()
+                parts = encode_on_dask(client, dataset, modality, None, cache, partition, progress=True)
+                wall = time.perf_counter() - t
+            tasks = [
+                sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
+                for task in stream.data
+            ]
+            sizes = [parts.part_file(p).stat().st_size for p in parts.parts]
+            result[f"encode_{modality}"] = {
+                "items": parts.total, "seconds": wall, "items_per_second": parts.total / wall,
+                "partitions": len(parts.parts), "task_seconds_median": float(np.median(tasks)),
+                "part_file_bytes_median": int(np.median(sizes)), "joined_file_bytes": parts.cache_file.stat().st_size,
+            }  # fmt: skip
+        for kind, params in (("flat", {}), ("ivf", {"nprobe": 16})):
+            out = index_root / f"{kind}-{workers}"
+            t = time.perf_counter()
+            index = index_on_dask(client, dataset, out, "text", None, kind, params, cache, partition, overwrite=True)
+            result[f"index_text_{kind}"] = {
+                "seconds": time.perf_counter() - t,
+                "count": len(index),
+                **index.get_params(),
+            }
+        result["worker_peak_rss_mb"] = sorted(
+            v / 1024 for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()
+        )
+    result["client_peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shop", type=Path, required=True)
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--partition", type=int, default=20_000)
+    ap.add_argument("--work", type=Path, default=Path("runs/bench-scale"))
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    dataset = replicate(args.shop, args.items, args.work / f"catalog-{args.items}")
+    runs = [
+        run(dataset, int(w), args.partition, args.work / f"cache-{w}", args.work / "indexes")
+        for w in args.workers.split(",")
+    ]
+    record = {
+        "command": "python benchmarks/bench_scale.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "items": args.items,
+        "runs": runs,
+    }
+    print(json.dumps(record, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
