@@ -9,6 +9,11 @@ one, and the bytes of each part file (what a worker sends to the next step).
 
     python benchmarks/bench_scale.py --shop runs/demo/shop --items 100000 --workers 1,2 \
         --out docs/scale_bench.json
+
+With ``--seed-vectors NOISE`` nothing is embedded: the text parts are written from the shop's own
+MiniLM vectors, each row a random catalog item's plus Gaussian noise of norm NOISE, renormalized
+(``bench_retrieval.replicated``), and only the index is built: the index stage at a million items
+without the hours that embedding a million texts takes on 2 cores.
 """
 
 from __future__ import annotations
@@ -59,15 +64,46 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Path) -> dict:
+def seed_text_parts(shop: Path, dataset: Path, cache: Path, partition: int, noise: float) -> None:
+    """The text parts (and the joined cache) of ``dataset`` from the shop's vectors plus noise, as if embedded."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_retrieval import replicated
+    from tailorgen.data import Dataset
+    from tailorgen.encoders import encode_catalog
+    from tailorgen.encoders.catalog import catalog_cache_path, write_embeddings
+    from tailorgen.encoders.factory import make_encoder
+    from tailorgen.scale import partitions
+
+    encoder = make_encoder("text", None)
+    source = catalog_cache_path(Dataset(shop), encoder)
+    encode_catalog(Dataset(shop), encoder, progress=False)
+    ds = Dataset(dataset)
+    vectors, _, _ = replicated(source, ds.n_items, 0, noise, seed=0)
+    ids = ds.items.column("item_id").to_pylist()
+    target = catalog_cache_path(ds, encoder, cache)
+    parts_dir = target.with_name(target.stem + ".parts")
+    for part in partitions(len(ids), partition):
+        write_embeddings(
+            parts_dir / f"{part.name}.npz",
+            ids[part.start : part.stop],
+            vectors[part.start : part.stop],
+            encoder.fingerprint,
+        )
+    write_embeddings(target, ids, vectors, encoder.fingerprint)
+
+
+def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Path, seeded: bool = False) -> dict:
     from distributed import get_task_stream
 
     from tailorgen.scale import dask_client, encode_on_dask, index_on_dask
 
-    shutil.rmtree(cache, ignore_errors=True)
+    if not seeded:
+        shutil.rmtree(cache, ignore_errors=True)
     result = {"workers": workers}
     with dask_client(workers=workers) as client:
-        for modality in ("text", "image"):
+        for modality in () if seeded else ("text", "image"):
             with get_task_stream(client) as stream:
                 t = time.perf_counter()
                 parts = encode_on_dask(client, dataset, modality, None, cache, partition, progress=True)
@@ -105,13 +141,19 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--partition", type=int, default=20_000)
     ap.add_argument("--work", type=Path, default=Path("runs/bench-scale"))
+    ap.add_argument("--seed-vectors", type=float, default=None, metavar="NOISE",
+                    help="index only, on the shop's text vectors replicated with this noise (see above)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     dataset = replicate(args.shop, args.items, args.work / f"catalog-{args.items}")
+    seeded = args.seed_vectors is not None
+    if seeded:
+        seed_text_parts(args.shop, dataset, args.work / "cache-seeded", args.partition, args.seed_vectors)
     runs = [
-        run(dataset, int(w), args.partition, args.work / f"cache-{w}", args.work / "indexes")
+        run(dataset, int(w), args.partition, args.work / ("cache-seeded" if seeded else f"cache-{w}"),
+            args.work / "indexes", seeded)
         for w in args.workers.split(",")
-    ]
+    ]  # fmt: skip
     record = {
         "command": "python benchmarks/bench_scale.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v),
         "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -46,7 +46,7 @@ def bench_on_dask(
             f"got {partition_users}"
         )
     shop = benchmark_shop(cfg, work_dir, progress) if dataset is None else Path(dataset)  # built once, here
-    models = (str(generator) if generator else None, str(judge) if judge else None)
+    models = tuple(str(Path(m).resolve()) if m else None for m in (generator, judge))  # as the workers find them
 
     def scorer(shop, cfg, users, targets, mismatched) -> ScoredUsers:
         parts = partitions(len(users), partition_users)

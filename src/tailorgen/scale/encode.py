@@ -71,12 +71,12 @@ def encode_on_dask(
     dataset = Dataset(dataset_dir)
     encoder = make_encoder(modality, model, device)  # here too: its fingerprint names the cache file
     cache_file = catalog_cache_path(dataset, encoder, cache_dir)
-    parts_dir = cache_file.with_name(cache_file.stem + ".parts")
+    parts_dir = cache_file.with_name(cache_file.stem + ".parts").resolve()  # workers may start elsewhere
     parts = partitions(dataset.n_items, partition_rows)
     todo = [p for p in parts if not (parts_dir / f"{p.name}.npz").exists()]
     args = (str(dataset.root.resolve()), modality, model, device, str(parts_dir), batch_size, encoder.fingerprint)
     run_partitions(client, encode_partition, todo, *args, desc=f"encode {modality}", progress=progress)
-    counts = [len(read_embeddings(parts_dir / f"{p.name}.npz")[0]) for p in parts]
+    counts = [_vector_count(parts_dir / f"{p.name}.npz") for p in parts]
     result = EncodedParts(cache_file, parts_dir, parts, counts, encoder.fingerprint, len(parts) - len(todo))
     if not cache_file.exists():
         join_parts(result)
@@ -105,6 +105,11 @@ def encode_partition(
     ids, vectors = encode_rows(dataset, encoder, rows, batch_size)
     write_embeddings(Path(parts_dir) / f"{part.name}.npz", ids, vectors, fingerprint)
     return len(ids)
+
+
+def _vector_count(path: Path) -> int:
+    with np.load(path, allow_pickle=False) as z:  # reads the ids only, not the vectors
+        return len(z["ids"])
 
 
 def join_parts(encoded: EncodedParts) -> None:

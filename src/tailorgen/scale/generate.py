@@ -47,7 +47,10 @@ def generate_on_dask(
 ) -> list[dict]:
     """``n`` images for each (user, item) of ``pairs``, made on the cluster; returns every record of the run."""
     out = Path(out).resolve()
-    options = {"root": str(Path(dataset_dir).resolve()), "generator": str(generator) if generator else None}
+    options = {
+        "root": str(Path(dataset_dir).resolve()),
+        "generator": str(Path(generator).resolve()) if generator else None,
+    }
     options |= {"rewriter": rewriter, "guidance": guidance, "steps": steps}
     gen = loaded_generator(**options)  # here too: the run's config names its settings and checkpoints
     gen.context.check_known(pairs)  # before anything is written

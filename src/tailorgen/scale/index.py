@@ -47,7 +47,7 @@ def index_on_dask(
             f"kind must be one of {', '.join(MERGEABLE)} on a cluster (parts are merged), got {kind!r}; "
             "build an hnsw index on one machine with `tailorgen index --kind hnsw`"
         )
-    out = Path(out)
+    out = Path(out).resolve()  # workers may start in another folder
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     encoded = encode_on_dask(client, dataset_dir, by, model, cache_dir, partition_rows, progress=progress)
