@@ -61,6 +61,11 @@ def replicate(shop: Path, n_items: int, out: Path) -> Path:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux keeps that across
+    exec, so a worker started from a 4 GB client would report the client's peak as its own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -127,9 +132,7 @@ def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Pa
                 "count": len(index),
                 **index.get_params(),
             }
-        result["worker_peak_rss_mb"] = sorted(
-            v / 1024 for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()
-        )
+        result["worker_peak_rss_mb"] = sorted(client.run(peak_rss_mb).values())
     result["client_peak_rss_mb"] = peak_rss_mb()
     return result
 
