@@ -37,6 +37,7 @@ def test_generate_records_every_intermediate(generator, pair):
     assert len(rec["text_neighbours"]) == generator.context.settings.k_neighbours
     assert all(n[0] != item for n in rec["text_neighbours"] + rec["image_neighbours"])
     assert set(rec["seconds"]) == {"interests+rewrite+retrieve", "condition", "diffuse"}
+    assert rec["sampling"] == {"sampler": "ddim", "steps": generator.num_inference_steps, "guidance": 2.0}
     json.dumps(rec)  # the record is plain JSON
     assert all(len(v) > 10 for k, v in generator.checkpoints().items() if k.startswith("generator_"))
 
@@ -66,6 +67,15 @@ def test_generate_cli_single_and_batch(small_shop, tiny_generator, pair, tmp_pat
     record = json.loads((folder / "record.json").read_text())
     assert record["images"] == [f"{user}/{folder.name}/image_0.png", f"{user}/{folder.name}/image_1.png"]
     assert json.loads((tmp_path / "one" / "manifest.json").read_text())["seed"] == 0
+
+    res = runner.invoke(main, [*args, "--user", user, "--item", item, "--n", "1", "--sampler", "unipc",
+                               "--out", str(tmp_path / "unipc")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "unipc" / user / f"{item}__full" / "record.json").read_text())
+    assert record["sampling"] == {"sampler": "unipc", "steps": 2, "guidance": 2.0}
+    assert json.loads((tmp_path / "unipc" / "run.json").read_text())["sampler"] == "unipc"
+    res = runner.invoke(main, [*args, "--user", user, "--item", item, "--sampler", "euler"])
+    assert res.exit_code == 2 and "'euler' is not one of 'ddim', 'dpm++', 'unipc'" in res.output
 
     csv = tmp_path / "pairs.csv"
     other = next(i for i in Dataset(small_shop).items.column("item_id").to_pylist() if i != item)

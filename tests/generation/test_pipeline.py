@@ -208,3 +208,44 @@ def test_a_unet_with_an_accent_embedding_reads_the_history_accent_with_the_inter
     np.testing.assert_array_equal(run(grown, red, use=("text", "image")), run(grown, blue, use=("text", "image")))
     with pytest.raises(ValueError, match="history_accent"):
         run(grown, None)
+
+
+def test_every_sampler_runs_on_the_trained_noise_schedule():
+    from tailorgen.generation.pipeline import SAMPLERS
+
+    pipe = _tiny_pipeline()
+    pipe.scheduler = DDIMScheduler(num_train_timesteps=100, prediction_type="v_prediction", clip_sample=False)
+    pipe._trained_scheduler = dict(pipe.scheduler.config)
+    latents = torch.randn(2, *pipe.noise_shape, generator=torch.Generator().manual_seed(3))
+    ddim = pipe(_conditions(), num_inference_steps=40, latents=latents, output_type="np").astype(float)
+    for name, cls in SAMPLERS.items():
+        pipe.use_sampler(name)
+        assert isinstance(pipe.scheduler, cls)
+        assert pipe.scheduler.config.prediction_type == "v_prediction"
+        assert pipe.scheduler.config.num_train_timesteps == 100
+        many = pipe(_conditions(), num_inference_steps=40, latents=latents, output_type="np").astype(float)
+        few = pipe(_conditions(), num_inference_steps=2, latents=latents, output_type="np").astype(float)
+        # The same probability-flow ODE: with many steps every solver lands near DDIM's image, closer
+        # than two steps of the same solver do (a wrong schedule or prediction type would not).
+        assert np.abs(many - ddim).mean() < np.abs(few - ddim).mean()
+    pipe.use_sampler("ddim")
+    again = pipe(_conditions(), num_inference_steps=40, latents=latents, output_type="np").astype(float)
+    assert np.array_equal(again, ddim)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'; choose from"):
+        pipe.use_sampler("euler")
+
+
+def test_the_cli_offers_the_pipelines_samplers():
+    from tailorgen.cli.generate import SAMPLER_NAMES
+    from tailorgen.generation.pipeline import SAMPLERS
+
+    assert tuple(SAMPLERS) == SAMPLER_NAMES
+
+
+def test_a_compiled_unet_makes_the_same_images():
+    pipe = _tiny_pipeline()
+    latents = torch.randn(2, *pipe.noise_shape, generator=torch.Generator().manual_seed(4))
+    eager = pipe(_conditions(), num_inference_steps=3, latents=latents, output_type="np").astype(int)
+    pipe.compile_unet()
+    compiled = pipe(_conditions(), num_inference_steps=3, latents=latents, output_type="np").astype(int)
+    assert np.abs(compiled - eager).max() <= 1  # float rounding of fused kernels, at most one level of 255

@@ -187,3 +187,71 @@ def test_the_commands_write_what_their_single_machine_twins_write(shop, tmp_path
     ):
         res = runner.invoke(main, ["scale", "index", str(shop), "--out", str(tmp_path / "bad"), *bad])
         assert res.exit_code == 2 and says in res.output and not (tmp_path / "bad").exists(), res.output
+
+
+def _amazon_shards(tmp_path, n_items=300, n_reviews=1500, seed=5):
+    """An Amazon 2023 dump cut into 3 meta and 4 reviews shards, with bad rows of every kind in them."""
+    rng = np.random.default_rng(seed)
+    meta = [{"parent_asin": f"P{i}", "title": f"Item {i}", "categories": ["Shop", f"C{i % 7}"], "price": float(i)}
+            for i in range(n_items)]  # fmt: skip
+    meta[10]["title"] = ""  # missing required field
+    meta[250] = {"parent_asin": "P3", "title": "A repeat in a later shard", "price": -4.0}  # duplicate, bad price
+    meta[40]["price"] = float("inf")  # kept without a price
+    reviews = [
+        {"user_id": f"U{rng.integers(80)}", "parent_asin": f"P{rng.integers(n_items + 20)}",
+         "rating": float(rng.integers(1, 6)), "timestamp": 1_600_000_000_000 + int(rng.integers(10**9))}
+        for _ in range(n_reviews)
+    ]  # fmt: skip
+    reviews[7]["rating"] = 9.0  # off the 1-5 scale
+    lines = [json.dumps(r) for r in reviews]
+    lines[900] = '{"user_id": "U1", broken'
+    cut = lambda rows, k: [rows[i * len(rows) // k : (i + 1) * len(rows) // k] for i in range(k)]  # noqa: E731
+    shards = {"meta": cut([json.dumps(m) for m in meta], 3), "reviews": cut(lines, 4)}
+    paths = {}
+    for name, parts in shards.items():
+        (tmp_path / name).mkdir()
+        paths[name] = [tmp_path / name / f"{name}-{k}.jsonl" for k in range(len(parts))]
+        for path, part in zip(paths[name], parts):
+            path.write_text("\n".join(part) + "\n")
+        (tmp_path / f"{name}-all.jsonl").write_text("".join(p.read_text() for p in paths[name]))
+    return paths
+
+
+def test_import_by_shards_is_the_import_of_the_shards_concatenated(client, tmp_path):
+    from click.testing import CliRunner
+
+    from tailorgen.cli import main
+    from tailorgen.data.adapters import import_dataset
+    from tailorgen.data.errors import DataError
+    from tailorgen.scale import import_on_dask
+
+    paths = _amazon_shards(tmp_path)
+    single = Dataset(import_dataset("amazon2023", [tmp_path / "reviews-all.jsonl", tmp_path / "meta-all.jsonl"],
+                                    tmp_path / "single"))  # fmt: skip
+    out = import_on_dask(client, "amazon2023", paths["reviews"], [str(tmp_path / "meta" / "*.jsonl")],
+                         tmp_path / "sharded", progress=False)  # fmt: skip
+    sharded = Dataset(out)
+    assert sharded.items.equals(single.items) and sharded.interactions.equals(single.interactions)
+    assert sharded.n_items == 298  # 300 rows, one without a title, one a repeat
+    report = json.loads((out / "import_report.json").read_text())
+    expected = json.loads((tmp_path / "single" / "import_report.json").read_text())
+    assert report["skipped_by_reason"] == expected["skipped_by_reason"]
+    assert sorted(str(s["field"]) for s in report["skipped"]) == sorted(str(s["field"]) for s in expected["skipped"])
+    # The repeat is named in its own shard and line, against the first row in another shard.
+    repeat = next(s for s in report["skipped"] if s["reason"].startswith("duplicate id"))
+    assert repeat["file"].endswith("meta-2.jsonl") and repeat["line"] == 51 and "meta-0.jsonl:4" in repeat["reason"]
+    broken = next(s for s in report["skipped"] if s["file"].endswith("reviews-2.jsonl"))
+    assert broken["line"] == 151  # line 901 of the whole file is line 151 of the third shard
+
+    with pytest.raises(DataError, match=r"meta-0.jsonl:11: field .title.: missing required field"):
+        import_on_dask(client, "amazon2023", paths["reviews"], paths["meta"], tmp_path / "strict", strict=True,
+                       progress=False)  # fmt: skip
+    assert not (tmp_path / "strict").exists()  # a failed import writes nothing
+
+    args = ["scale", "import", "amazon2023", "--reviews", str(tmp_path / "reviews" / "*.jsonl"), "--workers", "1"]
+    meta = str(tmp_path / "meta" / "*.jsonl")
+    res = CliRunner().invoke(main, [*args, "--meta", meta, "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    assert "imported 298 items" in res.output and Dataset(tmp_path / "cli").interactions.equals(single.interactions)
+    res = CliRunner().invoke(main, [*args, "--meta", str(tmp_path / "nope-*.jsonl"), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "meta: no file matches" in res.output

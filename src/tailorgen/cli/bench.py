@@ -8,6 +8,7 @@ import click
 
 from tailorgen.cli import main
 from tailorgen.cli.config_options import ConfigCommand
+from tailorgen.cli.generate import SAMPLER_NAMES
 from tailorgen.cli.options import device_option
 
 
@@ -23,6 +24,8 @@ def iamg_bench_options(fn):
                      help="Shop seed (and the users and targets drawn)."),
         click.option("--users", type=click.IntRange(min=2), default=100, show_default=True, help="Held-out users."),
         click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps."),
+        click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True,
+                     help="The generator's sampler (see `tailorgen generate --help`)."),
         click.option("--guidance", type=float, default=2.0, show_default=True, help="Classifier-free guidance scale."),
         click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True,
                      help="Where the benchmark shop is built (reused when it exists)."),
@@ -46,7 +49,9 @@ def iamg_bench_options(fn):
 
 @bench.command("iamg")
 @iamg_bench_options
-def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judge_path, dataset, as_json) -> None:
+def bench_iamg(
+    seed, users, steps, sampler, guidance, work_dir, out, generator_path, judge_path, dataset, as_json
+) -> None:
     """Compare the original item, plain generation, rewrite only, retrieval only and full I-AM-G.
 
     For each of USERS held-out users and a target item they never saw, each method makes one
@@ -57,7 +62,7 @@ def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judg
     """
     from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, format_table, run_iamg_benchmark
 
-    cfg = IAMGBenchConfig(seed=seed, users=users, steps=steps, guidance=guidance)
+    cfg = IAMGBenchConfig(seed=seed, users=users, steps=steps, sampler=sampler, guidance=guidance)
     result = run_iamg_benchmark(
         cfg, work_dir=work_dir, out=out, generator=generator_path, judge=judge_path, dataset=dataset
     )
@@ -77,24 +82,28 @@ def bench_iamg(seed, users, steps, guidance, work_dir, out, generator_path, judg
     help="Held-out users per shop (the shop has 300). 100 take about 5 min a seed on 2 cores, 300 about 11-13"
     " min; a lead of 0.2 in gain is found about 3 times in 4 with 300 users, 1 in 3 with 100 (docs/benchmarks.md).",
 )
+@click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps.")
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True,
+              help="The generator's sampler (see `tailorgen generate --help`).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench/shop", show_default=True)
 @click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)
 @click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
               help="Generator pipeline folder (default: the shipped one).")  # fmt: skip
 @click.option("--judge", "judge_path", type=click.Path(file_okay=False), default=None,
               help="Judge checkpoint folder (default: the shipped one).")  # fmt: skip
-def bench_shop(seeds, held_out, users, out, work_dir, generator_path, judge_path) -> None:
+def bench_shop(seeds, held_out, users, steps, sampler, out, work_dir, generator_path, judge_path) -> None:
     """The standard shop benchmark: `bench iamg` on each seed, then one HTML report for all of them.
 
     Prints each seed's table and leaves OUT/iamg-seedS/ (every number, per user too, and an image
     grid), OUT/report.html and OUT/report.json. The report says which seeds it used and which of
     them are held out.
     """
-    from tailorgen.evaluation.bench_iamg import format_table
+    from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, format_table
     from tailorgen.evaluation.bench_shop import DEFAULT_SEED, HELD_OUT_SEEDS, run_shop_benchmark, seeds_note
 
     chosen = list(dict.fromkeys([*(seeds or [DEFAULT_SEED]), *(HELD_OUT_SEEDS if held_out else [])]))
-    results, _ = run_shop_benchmark(chosen, out, users, work_dir, generator_path, judge_path)
+    base = IAMGBenchConfig(steps=steps, sampler=sampler)
+    results, _ = run_shop_benchmark(chosen, out, users, work_dir, generator_path, judge_path, base=base)
     for result in results:
         click.echo(format_table(result) + "\n")
     click.echo(f"{seeds_note(chosen)} Report: {out}/report.html")

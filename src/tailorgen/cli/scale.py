@@ -56,6 +56,51 @@ def partition_option(default: int, what: str):
     )
 
 
+@scale.command("import")
+@click.argument("format", metavar="FORMAT", type=click.Choice(["amazon2014", "amazon2018", "amazon2023"]))
+@click.option(
+    "--reviews",
+    multiple=True,
+    required=True,
+    metavar="FILE|PATTERN",
+    help="A reviews shard, or a quoted glob pattern of them (its files in sorted order); repeatable.",
+)
+@click.option(
+    "--meta",
+    multiple=True,
+    required=True,
+    metavar="FILE|PATTERN",
+    help="A metadata shard, or a quoted glob pattern of them; repeatable.",
+)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Dataset directory to create.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace --out if it is a tailorgen dataset (once the new one is whole)."
+)
+@click.option("--strict", is_flag=True, help="Stop at the first bad row (file, line, field) instead of skipping it.")
+@cluster_options
+def scale_import(format, reviews, meta, out, overwrite, strict, workers, scheduler):
+    """`tailorgen data import FORMAT REVIEWS META` for a dump in many files: a task per file.
+
+    Each shard is read and cleaned by a worker; an item id that an earlier meta shard (in the
+    order given) already had is a counted skip, as a repeat within one file is. The dataset and
+    its import_report.json are those of the single-machine import of the shards concatenated.
+    Image URLs go to image_url (`tailorgen data fetch-images` downloads them).
+
+    \b
+    Example:
+      tailorgen scale import amazon2023 --reviews 'reviews/*.jsonl.gz' --meta 'meta/*.jsonl.gz' --out runs/amz
+    """
+    from tailorgen.data import Dataset
+    from tailorgen.data.adapters import read_import_report
+    from tailorgen.scale import dask_client, import_on_dask
+
+    with dask_client(scheduler, workers) as client:
+        import_on_dask(client, format, reviews, meta, out, overwrite=overwrite, strict=strict)
+    ds = Dataset(out)
+    click.echo(f"imported {ds.n_items} items and {ds.interactions.num_rows} interactions into {out}")
+    click.echo(read_import_report(out).summary())
+
+
 @scale.command("encode")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--modality", type=click.Choice(["text", "image", "both"]), default="both", show_default=True)
@@ -125,6 +170,8 @@ def scale_generate(
     rewriter,
     generator_path,
     steps,
+    sampler,
+    compile_unet,
     guidance,
     out,
     overwrite,
@@ -143,7 +190,8 @@ def scale_generate(
         raise click.UsageError("give --overwrite (start over) or --resume (finish the run), not both")
     pairs = read_pairs(requests_csv)
     options = {"n": n, "seed": seed, "method": method, "rewriter": rewriter, "generator": generator_path}
-    options |= {"steps": steps, "guidance": guidance, "overwrite": overwrite, "resume": resume}
+    options |= {"steps": steps, "sampler": sampler, "compile_unet": compile_unet, "guidance": guidance}
+    options |= {"overwrite": overwrite, "resume": resume}
     with dask_client(scheduler, workers) as client:
         records = generate_on_dask(client, dataset_dir, pairs, out, **options)
     echo_records(records, out)
@@ -162,6 +210,7 @@ def scale_bench_iamg(
     seed,
     users,
     steps,
+    sampler,
     guidance,
     work_dir,
     out,
@@ -181,7 +230,7 @@ def scale_bench_iamg(
     from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, format_table
     from tailorgen.scale import bench_on_dask, dask_client
 
-    cfg = IAMGBenchConfig(seed=seed, users=users, steps=steps, guidance=guidance)
+    cfg = IAMGBenchConfig(seed=seed, users=users, steps=steps, sampler=sampler, guidance=guidance)
     with dask_client(scheduler, workers) as client:
         result = bench_on_dask(client, cfg, work_dir, out, generator_path, judge_path, dataset, partition_size)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))

@@ -64,6 +64,19 @@ class ImportReport:
         if len(self.skipped) < self.max_listed:
             self.skipped.append(err.as_dict())
 
+    def merge(self, other: ImportReport) -> None:
+        """Add what ``other`` skipped (a shard's report, read elsewhere) after what this one skipped."""
+        self.counts.update(other.counts)
+        self.skipped.extend(other.skipped[: max(self.max_listed - len(self.skipped), 0)])
+
+    def withdraw(self, file: str, line: int | None, field_name: str) -> None:
+        """Take back the listed skips of ``field_name`` at ``file``:``line`` (a row dropped whole after all)."""
+        gone = [s for s in self.skipped if (s["file"], s["line"], s["field"]) == (file, line, field_name)]
+        for s in gone:
+            self.skipped.remove(s)
+            self.counts[s["reason"].split(":")[0]] -= 1
+        self.counts += Counter()  # drops reasons whose count fell to 0
+
     @property
     def n_skipped(self) -> int:
         return sum(self.counts.values())

@@ -94,6 +94,7 @@ class IAMGBenchConfig:
     shop_users: int = 300
     min_history: int = 5
     steps: int = 25
+    sampler: str = "ddim"  # a key of generation.pipeline.SAMPLERS
     guidance: float = 2.0
     latency_requests: int = 5
     n_boot: int = 2000
@@ -157,7 +158,8 @@ def run_iamg_benchmark(
     shop = benchmark_shop(cfg, work_dir, progress) if dataset is None else Path(dataset)
     ds = Dataset(shop)
     truth = ds.has_ground_truth
-    gen = IAMGGenerator(ds, generator, guidance_scale=cfg.guidance, num_inference_steps=cfg.steps, progress=progress)
+    sampling = {"guidance_scale": cfg.guidance, "num_inference_steps": cfg.steps, "sampler": cfg.sampler}
+    gen = IAMGGenerator(ds, generator, progress=progress, **sampling)
     users, targets, mismatched = pick_users(cfg, gen.context.histories, list(gen.context.texts))
     judge_model = Judge(judge) if truth else None
     if scorer is None:

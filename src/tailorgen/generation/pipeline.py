@@ -16,17 +16,39 @@ Two backends, one class:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    UNet2DConditionModel,
+    UniPCMultistepScheduler,
+)
 from diffusers.loaders import IPAdapterMixin
 from PIL import Image
 
 from tailorgen.generation.conditioning import SEGMENTS, PersonalizationConditioner
 from tailorgen.generation.spec import ConditionSpec
 from tailorgen.generation.unet import reads_accent
+
+# The samplers a trained pipeline can denoise with: diffusers' schedulers, each built from the
+# trained scheduler's config (its noise schedule, prediction type and timestep spacing), so any
+# of them runs the same weights. DDIM is the one the generators were trained and benchmarked
+# with; the multistep solvers reach a similar image in fewer steps (docs/benchmarks.md,
+# "Generation speed").
+SAMPLERS = {"ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}
+
+
+def make_sampler(name: str, config) -> DDIMScheduler | DPMSolverMultistepScheduler | UniPCMultistepScheduler:
+    """The scheduler ``name`` (a key of SAMPLERS) on the noise schedule of a scheduler ``config``."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}")
+    return SAMPLERS[name].from_config(config)
 
 
 @dataclass
@@ -74,6 +96,20 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
     ):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae)
+        self._trained_scheduler = dict(scheduler.config)  # the noise schedule every sampler is built on
+
+    def use_sampler(self, name: str) -> None:
+        """Denoise with the sampler ``name`` (a key of SAMPLERS) from now on, on the trained noise schedule."""
+        self.scheduler = make_sampler(name, self._trained_scheduler)
+
+    def compile_unet(self) -> None:
+        """Compile the UNet (``torch.compile``, inductor) with its weights frozen into the graph.
+
+        Freezing lets inductor fold the weights and prepack them for oneDNN's convolutions, which is
+        most of the gain on a CPU (docs/benchmarks.md, "Generation speed"). The first call of each
+        batch size compiles (about 25-40 s on 2 cores); the weights must not change afterwards.
+        """
+        self.unet.compile(dynamic=False, options={"freezing": True})  # a graph per batch size: fastest kernels
 
     @classmethod
     def from_stable_diffusion(
@@ -125,7 +161,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         """Shape of one image's starting noise (``latents`` holds B of them)."""
         return (self.unet.config.out_channels, self.unet.config.sample_size, self.unet.config.sample_size)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(
         self,
         conditions: Conditions,
@@ -159,6 +195,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         # 3. Start from Gaussian noise, in pixel space or (with a VAE) in latent space.
         x = self.prepare_latents(b, latents, generator)
         self.scheduler.set_timesteps(num_inference_steps)
+        step_kwargs = self.prepare_extra_step_kwargs(generator)
 
         # 4. Denoise with classifier-free guidance: eps = eps(none) + scale * (eps(cond) - eps(none)).
         for t in self.progress_bar(self.scheduler.timesteps):
@@ -168,7 +205,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
             eps = self.unet(model_in, t, encoder_hidden_states=tokens, encoder_attention_mask=mask, **unet_kwargs)
             eps_uncond, eps_cond = eps.sample.chunk(2)
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-            x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
+            x = self.scheduler.step(eps, t, x, **step_kwargs).prev_sample
 
         # 5. Back to images (through the VAE's decoder in latent space).
         return self.decode(x, output_type)
@@ -232,6 +269,10 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
         if tuple(source.shape[1:]) != expected:
             raise ValueError(f"image gives {tuple(source.shape[1:])} per sample; the UNet expects {expected}")
         return torch.cat([source] * 2)
+
+    def prepare_extra_step_kwargs(self, generator: torch.Generator | None) -> dict:
+        """What this scheduler's ``step`` takes besides the sample: DDIM's a generator, a multistep solver's none."""
+        return {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
 
     def prepare_latents(self, b: int, latents: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
         shape = (b, *self.noise_shape)

@@ -2,6 +2,8 @@
 
 Each job is the distributed twin of a command of the same name and writes the same outputs:
 
+- ``import_on_dask`` (``tailorgen scale import``): an Amazon dump in many files, a task per file
+  (items, then interactions against the items' ids), written as ``tailorgen data import`` writes;
 - ``encode_on_dask`` (``tailorgen scale encode``): the catalog in row partitions of ``items.parquet``,
   each embedded by a worker and written atomically beside the single-machine cache, then joined
   into that cache file, so ``tailorgen encode`` and ``search`` find it;
@@ -13,14 +15,16 @@ Each job is the distributed twin of a command of the same name and writes the sa
   partitions (map) and the record built from all of them (reduce).
 
 No second code path: a worker runs the very library functions the single-machine command runs
-(``encoders.encode_rows``, ``VectorIndex.add``/``merge``, ``generation.output.generate_requests``,
-``evaluation.bench_iamg.score_users``) on its partition. Dask brings retries, rescheduling when a
-worker dies and the dashboard; every partition is written through a temporary file or folder and
-skipped when a rerun finds it done, so a killed worker loses nothing and nothing is written twice.
+on its partition (``adapters.amazon.read_items`` and ``read_interactions``, ``encoders.encode_rows``,
+``VectorIndex.add``/``merge``, ``generation.output.generate_requests``,
+``evaluation.bench_iamg.score_users``). Dask brings retries, rescheduling when a worker dies and
+the dashboard; every partition is written through a temporary file or folder and skipped when a
+rerun finds it done, so a killed worker loses nothing and nothing is written twice.
 """
 
 from tailorgen.scale.bench import bench_on_dask
 from tailorgen.scale.cluster import dask_client
+from tailorgen.scale.data_import import import_on_dask
 from tailorgen.scale.encode import encode_on_dask
 from tailorgen.scale.generate import generate_on_dask
 from tailorgen.scale.index import index_on_dask
@@ -32,6 +36,7 @@ __all__ = [
     "dask_client",
     "encode_on_dask",
     "generate_on_dask",
+    "import_on_dask",
     "index_on_dask",
     "partitions",
     "run_partitions",

@@ -79,8 +79,10 @@ def score_partition(
 ) -> ScoredUsers:
     """On a worker: this slice of the users scored, as the single-machine benchmark scores them."""
     gen = kept(
-        ("bench-generator", shop, generator, cfg.guidance, cfg.steps),
-        lambda: IAMGGenerator(shop, generator, guidance_scale=cfg.guidance, num_inference_steps=cfg.steps),
+        ("bench-generator", shop, generator, cfg.guidance, cfg.steps, cfg.sampler),
+        lambda: IAMGGenerator(
+            shop, generator, guidance_scale=cfg.guidance, num_inference_steps=cfg.steps, sampler=cfg.sampler
+        ),
     )
     judge_model = kept(("judge", judge), lambda: Judge(judge)) if Dataset(shop).has_ground_truth else None
     return score_users(shop, cfg, users, targets, mismatched, gen, judge_model, first=part.start)

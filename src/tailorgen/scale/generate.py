@@ -39,6 +39,8 @@ def generate_on_dask(
     rewriter: str = "template",
     generator: str | os.PathLike | None = None,
     steps: int = 25,
+    sampler: str = "ddim",
+    compile_unet: bool = False,
     guidance: float = 2.0,
     overwrite: bool = False,
     resume: bool = False,
@@ -51,10 +53,14 @@ def generate_on_dask(
         "root": str(Path(dataset_dir).resolve()),
         "generator": str(Path(generator).resolve()) if generator else None,
     }
-    options |= {"rewriter": rewriter, "guidance": guidance, "steps": steps}
-    gen = loaded_generator(**options)  # here too: the run's config names its settings and checkpoints
+    options |= {"rewriter": rewriter, "guidance": guidance, "steps": steps, "sampler": sampler}
+    # Here the generator only names the run's settings and checkpoints: never compiled, it makes no image.
+    gen = loaded_generator(**options)
     gen.context.check_known(pairs)  # before anything is written
-    config = run_config(gen, pairs, method=method, n=n, steps=steps, guidance=guidance, rewriter=rewriter, seed=seed)
+    config = run_config(
+        gen, pairs, method=method, n=n, steps=steps, sampler=sampler, guidance=guidance, rewriter=rewriter, seed=seed
+    )
+    options["compile_unet"] = compile_unet
     records = open_run_folder(out, config, overwrite, resume)
     todo = requests_to_do(pairs, records)
     per_batch = requests_per_batch(n)
@@ -69,13 +75,27 @@ def generate_on_dask(
     return records
 
 
-def loaded_generator(root: str, generator: str | None, rewriter: str, guidance: float, steps: int) -> IAMGGenerator:
+def loaded_generator(
+    root: str,
+    generator: str | None,
+    rewriter: str,
+    guidance: float,
+    steps: int,
+    sampler: str = "ddim",
+    compile_unet: bool = False,
+) -> IAMGGenerator:
     """The generator for these options, loaded once per process (a worker keeps it for its next partition)."""
-    key = ("generator", root, generator, rewriter, guidance, steps)
+    key = ("generator", root, generator, rewriter, guidance, steps, sampler, compile_unet)
     return kept(
         key,
         lambda: IAMGGenerator(
-            root, generator, rewriter=make_rewriter(rewriter), guidance_scale=guidance, num_inference_steps=steps
+            root,
+            generator,
+            rewriter=make_rewriter(rewriter),
+            guidance_scale=guidance,
+            num_inference_steps=steps,
+            sampler=sampler,
+            compile_unet=compile_unet,
         ),
     )
 

@@ -30,8 +30,11 @@ images named by asin can be copied in with ``images=``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from tailorgen.data.adapters._common import (
     PathLike,
@@ -43,6 +46,7 @@ from tailorgen.data.adapters._common import (
     source_paths,
     source_record,
     text_or_none,
+    track_kept_items,
     unique,
 )
 from tailorgen.data.adapters._readers import read_json_lines
@@ -180,45 +184,78 @@ def _keys_seen(rows, seen: set[str], limit: int = 5):
         yield raw, where
 
 
+@dataclass(frozen=True)
+class AmazonFormat:
+    """How one edition of the dump reads: its item and review converters, and how its metadata is written."""
+
+    name: str
+    to_item: Callable[[dict], dict]
+    to_review: Callable[[dict], dict]
+    python_literals: bool  # 2014's metadata is Python-literal dicts, not JSON
+
+
+FORMATS = {
+    "amazon2014": AmazonFormat("amazon2014", item_2014, review_2014, python_literals=True),
+    "amazon2018": AmazonFormat("amazon2018", item_2018, review_2014, python_literals=False),
+    "amazon2023": AmazonFormat("amazon2023", item_2023, review_2023, python_literals=False),
+}
+
+
+def import_options(strict: bool) -> dict[str, Any]:
+    # Timestamps are read by size (2014/2018 publish seconds, 2023 milliseconds; converted files mix them).
+    return {"strict": strict, "timestamp_unit": "auto", "rating_scale": list(RATING_SCALES["amazon"])}
+
+
+def read_items(fmt: AmazonFormat, meta_path: Path, report: ImportReport, where: dict | None = None) -> list[dict]:
+    """The cleaned items of one metadata file; ``where`` (if given) gets each kept id's (file, line).
+
+    Refuses a reviews file given in the metadata's place (its rows have review fields, no title).
+    """
+    meta_keys: set[str] = set()
+    meta = _keys_seen(read_json_lines(meta_path, report, python_literals=fmt.python_literals), meta_keys)
+    rows = ((fmt.to_item(raw), at) for raw, at in meta)
+    items = clean_items(rows if where is None else track_kept_items(rows, where), report)
+    if not items and meta_keys & _REVIEW_KEYS and "title" not in meta_keys:
+        raise DataError(
+            str(meta_path),
+            None,
+            None,
+            f"no item could be read: its rows have review fields ({', '.join(sorted(meta_keys & _REVIEW_KEYS))}); "
+            "are REVIEWS and META swapped? Give the reviews file first, then the metadata",
+        )
+    return items
+
+
+def read_interactions(fmt: AmazonFormat, reviews_path: Path, known_items: set[str], report: ImportReport) -> pa.Table:
+    """The cleaned interactions of one reviews file, with items among ``known_items``."""
+    reviews = read_json_lines(reviews_path, report, python_literals=fmt.python_literals)
+    return clean_interactions_table(
+        ((fmt.to_review(raw), at) for raw, at in reviews),
+        known_items,
+        report,
+        timestamp_unit="auto",
+        rating_scale=RATING_SCALES["amazon"],
+    )
+
+
 def _import_amazon(
-    fmt: str,
+    fmt: AmazonFormat,
     src: PathLike | Sequence[PathLike],
     out: PathLike,
     *,
-    to_item: Callable[[dict], dict],
-    to_review: Callable[[dict], dict],
-    python_literals: bool,
     overwrite: bool,
     strict: bool,
     images: PathLike | None,
 ) -> Path:
-    reviews_path, meta_path = source_paths(fmt, src, ("REVIEWS", "META"))
+    reviews_path, meta_path = source_paths(fmt.name, src, ("REVIEWS", "META"))
     report = ImportReport(strict=strict)
-    # Timestamps are read by size (2014/2018 publish seconds, 2023 milliseconds; converted files mix them).
-    options = {"strict": strict, "timestamp_unit": "auto", "rating_scale": list(RATING_SCALES["amazon"])}
-    source = source_record(fmt, {"reviews": reviews_path, "meta": meta_path, "images": images}, options)
+    paths = {"reviews": reviews_path, "meta": meta_path, "images": images}
+    source = source_record(fmt.name, paths, import_options(strict))
     sources = [p for p in (reviews_path, meta_path, images) if p is not None]
     with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report, sources=sources) as writer:
-        meta_keys: set[str] = set()
-        meta = _keys_seen(read_json_lines(meta_path, report, python_literals=python_literals), meta_keys)
-        items = clean_items(((to_item(raw), where) for raw, where in meta), report)
-        if not items and meta_keys & _REVIEW_KEYS and "title" not in meta_keys:
-            raise DataError(
-                str(meta_path),
-                None,
-                None,
-                f"no item could be read: its rows have review fields ({', '.join(sorted(meta_keys & _REVIEW_KEYS))}); "
-                "are REVIEWS and META swapped? Give the reviews file first, then the metadata",
-            )
+        items = read_items(fmt, meta_path, report)
         attach_images(writer, items, images_by_item_id(items, images), report)
-        reviews = read_json_lines(reviews_path, report, python_literals=python_literals)
-        interactions = clean_interactions_table(
-            ((to_review(raw), where) for raw, where in reviews),
-            {it["item_id"] for it in items},
-            report,
-            timestamp_unit="auto",
-            rating_scale=RATING_SCALES["amazon"],
-        )
+        interactions = read_interactions(fmt, reviews_path, {it["item_id"] for it in items}, report)
         writer.set_tables(items=items, interactions=interactions)
     return Path(out)
 
@@ -232,17 +269,7 @@ def import_amazon2014(
     images: PathLike | None = None,
 ) -> Path:
     """Amazon Reviews 2014: ``src`` is (reviews JSON lines, metadata lines in JSON or Python-literal form)."""
-    return _import_amazon(
-        "amazon2014",
-        src,
-        out,
-        to_item=item_2014,
-        to_review=review_2014,
-        python_literals=True,
-        overwrite=overwrite,
-        strict=strict,
-        images=images,
-    )
+    return _import_amazon(FORMATS["amazon2014"], src, out, overwrite=overwrite, strict=strict, images=images)
 
 
 def import_amazon2018(
@@ -254,17 +281,7 @@ def import_amazon2018(
     images: PathLike | None = None,
 ) -> Path:
     """Amazon Reviews 2018: ``src`` is (reviews JSONL, meta JSONL), either may be gzipped."""
-    return _import_amazon(
-        "amazon2018",
-        src,
-        out,
-        to_item=item_2018,
-        to_review=review_2014,
-        python_literals=False,
-        overwrite=overwrite,
-        strict=strict,
-        images=images,
-    )
+    return _import_amazon(FORMATS["amazon2018"], src, out, overwrite=overwrite, strict=strict, images=images)
 
 
 def import_amazon2023(
@@ -276,14 +293,4 @@ def import_amazon2023(
     images: PathLike | None = None,
 ) -> Path:
     """Amazon Reviews 2023: ``src`` is (reviews JSONL, meta JSONL); millisecond timestamps become seconds."""
-    return _import_amazon(
-        "amazon2023",
-        src,
-        out,
-        to_item=item_2023,
-        to_review=review_2023,
-        python_literals=False,
-        overwrite=overwrite,
-        strict=strict,
-        images=images,
-    )
+    return _import_amazon(FORMATS["amazon2023"], src, out, overwrite=overwrite, strict=strict, images=images)
