@@ -7,8 +7,8 @@ catalog item plus noise, renormalized). Exact top-10 by inner product costs N x 
 so the floor of a batch is that over the fp32 matmul rate timed in the same run. Variants, each
 run --repeats times in turn (round robin, so drift falls on all alike):
 
-- ``wrapper``: ``tailorgen.retrieval.VectorIndex("flat")`` as shipped (normalization, id mapping
-  and its database block, ``FLAT_DATABASE_BLOCK``, included);
+- ``wrapper``: ``tailorgen.retrieval.VectorIndex("flat")`` as shipped (normalization and id
+  mapping included);
 - ``faiss-db1024``: a bare ``faiss.IndexFlatIP`` with FAISS's defaults (database blocks of 1,024
   rows for its BLAS products);
 - ``faiss-dbN``: the same index with larger blocks;

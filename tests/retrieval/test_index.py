@@ -214,20 +214,3 @@ def test_fewer_than_k_available_pads_with_minus_inf(data):
     index = VectorIndex("flat").add(ids[:3], x[:3])
     found, scores = index.search(x[:1], k=5, exclude={ids[0]})
     assert len(found[0]) == 2 and np.isneginf(scores[0, 2:]).all()
-
-
-def test_flat_search_in_large_database_blocks_is_exact_and_leaves_faiss_settings_alone():
-    import faiss
-
-    from tailorgen.retrieval.index import FLAT_DATABASE_BLOCK
-
-    rng = np.random.default_rng(1)
-    base = rng.standard_normal((FLAT_DATABASE_BLOCK + 3000, 16)).astype(np.float32)  # more than one block
-    base /= np.linalg.norm(base, axis=1, keepdims=True)
-    queries = base[rng.choice(len(base), 64, replace=False)] + 0.05 * rng.standard_normal((64, 16), np.float32)
-    before = faiss.cvar.distance_compute_blas_database_bs
-    found, _ = VectorIndex("flat").add([str(i) for i in range(len(base))], base).search(queries, 10)
-    assert faiss.cvar.distance_compute_blas_database_bs == before
-    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    truth = np.argsort(-(q @ base.T), axis=1)[:, :10]
-    assert [[int(i) for i in row] for row in found] == truth.tolist()

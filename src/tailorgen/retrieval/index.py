@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +49,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 # Parameters that only affect search, so they may change after vectors are added.
 _SEARCH_PARAMS = {"nprobe", "ef_search"}
 _FORMAT_VERSION = 1
-# FAISS scores a batch of queries against the database in blocks of this many rows, each a BLAS
-# matrix product. Its default, 1,024, makes each product a thin 1,000 x 1,024 one that runs far
-# below the matmul rate; with 16,384 rows (a 64 MB score block per 1,000 queries) exact search of
-# 1M vectors ran 2.5x faster on 2 cores, with identical results (docs/benchmarks.md, "Exact search").
-FLAT_DATABASE_BLOCK = 16_384
 Exclude = Iterable[str] | Sequence[Iterable[str]] | None
 
 
@@ -291,8 +285,7 @@ class VectorIndex:
         fetch = min(k + m, len(self))
         if n_q == 0:
             return [], np.zeros((0, k), np.float32)
-        with _blas_database_block(FLAT_DATABASE_BLOCK if self.kind == "flat" else None):
-            scores, labels = self._index.search(q, fetch)
+        scores, labels = self._index.search(q, fetch)
         if self._id_array is None:
             self._id_array = np.array(self._ids, dtype=object)
         out_scores = np.full((n_q, k), -np.inf, dtype=np.float32)
@@ -415,25 +408,6 @@ class VectorIndex:
             raise ValueError(f"{path}: the saved files disagree (counts {counts}, dim {self._index.d} vs {self._dim})")
         self._apply_search_params()
         return self
-
-
-@contextmanager
-def _blas_database_block(rows: int | None) -> Iterator[None]:
-    """FAISS's database block for exact search set to ``rows`` (None: left alone) for one search.
-
-    The setting is FAISS-global: it is set for the call and put back, so other FAISS users in the
-    process keep theirs. Two threads searching at once may see either value: both give the same
-    results, one of them slower.
-    """
-    if rows is None:
-        yield
-        return
-    saved = faiss.cvar.distance_compute_blas_database_bs
-    faiss.cvar.distance_compute_blas_database_bs = max(rows, saved)
-    try:
-        yield
-    finally:
-        faiss.cvar.distance_compute_blas_database_bs = saved
 
 
 def _same_centroids(a: faiss.Index, b: faiss.Index) -> bool:
