@@ -21,6 +21,7 @@ from tailorgen.common.manifest import write_run_manifest
 from tailorgen.data import Dataset
 from tailorgen.data.stats import dataset_stats, plot_history_lengths
 from tailorgen.generation.iamg import IAMGGenerator, pick_requests, save_generations
+from tailorgen.generation.pipeline import DEFAULT_STEPS
 from tailorgen.world import WorldConfig
 from tailorgen.world.build import ensure_shop
 from tailorgen.world.preview import sample_grid
@@ -34,7 +35,7 @@ def run_demo(
     demo_users: int = 6,
     images_per_user: int = 4,
     generator: str | Path | None = None,
-    steps: int = 25,
+    steps: int = DEFAULT_STEPS,
     unimp: str | Path | None = None,
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)

@@ -235,11 +235,12 @@ def test_every_sampler_runs_on_the_trained_noise_schedule():
         pipe.use_sampler("euler")
 
 
-def test_the_cli_offers_the_pipelines_samplers():
-    from tailorgen.cli.generate import SAMPLER_NAMES
-    from tailorgen.generation.pipeline import SAMPLERS
+def test_the_cli_offers_the_pipelines_samplers_and_defaults():
+    from tailorgen.cli import generate as cli
+    from tailorgen.generation import pipeline
 
-    assert tuple(SAMPLERS) == SAMPLER_NAMES
+    assert tuple(pipeline.SAMPLERS) == cli.SAMPLER_NAMES
+    assert (pipeline.DEFAULT_SAMPLER, pipeline.DEFAULT_STEPS) == (cli.DEFAULT_SAMPLER, cli.DEFAULT_STEPS)
 
 
 def test_a_compiled_unet_makes_the_same_images():

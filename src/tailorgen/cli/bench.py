@@ -8,7 +8,7 @@ import click
 
 from tailorgen.cli import main
 from tailorgen.cli.config_options import ConfigCommand
-from tailorgen.cli.generate import SAMPLER_NAMES
+from tailorgen.cli.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES
 from tailorgen.cli.options import device_option
 
 
@@ -23,8 +23,8 @@ def iamg_bench_options(fn):
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Shop seed (and the users and targets drawn)."),
         click.option("--users", type=click.IntRange(min=2), default=100, show_default=True, help="Held-out users."),
-        click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps."),
-        click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True,
+        click.option("--steps", type=int, default=DEFAULT_STEPS, show_default=True, help="Denoising steps."),
+        click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=DEFAULT_SAMPLER, show_default=True,
                      help="The generator's sampler (see `tailorgen generate --help`)."),
         click.option("--guidance", type=float, default=2.0, show_default=True, help="Classifier-free guidance scale."),
         click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True,
@@ -82,8 +82,8 @@ def bench_iamg(
     help="Held-out users per shop (the shop has 300). 100 take about 5 min a seed on 2 cores, 300 about 11-13"
     " min; a lead of 0.2 in gain is found about 3 times in 4 with 300 users, 1 in 3 with 100 (docs/benchmarks.md).",
 )
-@click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps.")
-@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True,
+@click.option("--steps", type=int, default=DEFAULT_STEPS, show_default=True, help="Denoising steps.")
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=DEFAULT_SAMPLER, show_default=True,
               help="The generator's sampler (see `tailorgen generate --help`).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench/shop", show_default=True)
 @click.option("--work-dir", type=click.Path(file_okay=False), default="runs/work", show_default=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tailorgen.cli import main
+from tailorgen.cli.generate import DEFAULT_STEPS
 
 
 @main.command()
@@ -22,7 +23,7 @@ from tailorgen.cli import main
 @click.option("--users", "n_users", type=int, default=300, show_default=True)
 @click.option("--demo-users", type=int, default=6, show_default=True, help="Users to personalize for (0: none).")
 @click.option("--images", "images_per_user", type=int, default=4, show_default=True, help="Images per user.")
-@click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps.")
+@click.option("--steps", type=int, default=DEFAULT_STEPS, show_default=True, help="Denoising steps.")
 @click.option("--generator", type=click.Path(file_okay=False), default=None,
               help="Generator pipeline folder (default: the shipped one).")  # fmt: skip
 @click.option("--unimp", "unimp_dir", type=click.Path(file_okay=False), default=None,

@@ -12,8 +12,11 @@ from tailorgen.cli import main
 MAX_IMAGES = 64  # per request; a batch writes as it goes, so memory holds one batch, whatever --n
 MAX_STEPS = 1000  # the scheduler's training timesteps: more steps than that would repeat some
 MAX_GUIDANCE = 50.0
-# generation.pipeline.SAMPLERS, named here so that --help does not import diffusers (a test checks they agree).
+# generation.pipeline's SAMPLERS, DEFAULT_SAMPLER and DEFAULT_STEPS, named here so that --help does
+# not import diffusers (a test checks they agree).
 SAMPLER_NAMES = ("ddim", "dpm++", "unipc")
+DEFAULT_SAMPLER = "ddim"
+DEFAULT_STEPS = 25
 
 
 def read_pairs(path: str) -> list[tuple[str, str]]:
@@ -44,9 +47,9 @@ def generation_options(fn):
                      help="template, local-llm (embedded SmolLM2), local-llm:PATH, or http:URL[#MODEL]."),
         click.option("--generator", "generator_path", type=click.Path(file_okay=False), default=None,
                      help="Generator pipeline folder (default: the one shipped with tailorgen)."),
-        click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=25, show_default=True,
+        click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=DEFAULT_STEPS, show_default=True,
                      help=f"Denoising steps (1 to {MAX_STEPS})."),
-        click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True,
+        click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=DEFAULT_SAMPLER, show_default=True,
                      help="ddim: what the generator was trained and benchmarked with; dpm++ / unipc: multistep "
                      "solvers that need fewer steps (docs/benchmarks.md, \"Generation speed\", says how many)."),
         click.option("--compile", "compile_unet", is_flag=True,

@@ -56,6 +56,7 @@ from tailorgen.evaluation.metrics import (
 )
 from tailorgen.evaluation.runner import Comparison, Task, against, build_record, write_record
 from tailorgen.generation.iamg import METHODS, STAGES, IAMGGenerator, pick_requests
+from tailorgen.generation.pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS
 from tailorgen.world import Oracle, WorldConfig
 from tailorgen.world.build import ensure_shop
 
@@ -93,8 +94,8 @@ class IAMGBenchConfig:
     shop_items: int = 2000
     shop_users: int = 300
     min_history: int = 5
-    steps: int = 25
-    sampler: str = "ddim"  # a key of generation.pipeline.SAMPLERS
+    steps: int = DEFAULT_STEPS
+    sampler: str = DEFAULT_SAMPLER  # a key of generation.pipeline.SAMPLERS
     guidance: float = 2.0
     latency_requests: int = 5
     n_boot: int = 2000

@@ -36,7 +36,7 @@ from tailorgen.common import atomic_dir, atomic_write_text, component_hashes, wr
 from tailorgen.data import Dataset, id_file_stem
 from tailorgen.encoders.image import images_to_tensor
 from tailorgen.generation.context import IAMGSettings, PersonalizationContext, Request
-from tailorgen.generation.pipeline import PersonalizedImagePipeline
+from tailorgen.generation.pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, PersonalizedImagePipeline
 from tailorgen.interests.rewrite import Rewriter
 
 # method -> (condition on the rewritten text?, condition segments kept)
@@ -138,9 +138,9 @@ class IAMGGenerator:
         rewriter: Rewriter | None = None,
         context: PersonalizationContext | None = None,
         guidance_scale: float = 2.0,
-        num_inference_steps: int = 25,
+        num_inference_steps: int = DEFAULT_STEPS,
         progress: bool = False,
-        sampler: str = "ddim",
+        sampler: str = DEFAULT_SAMPLER,
         compile_unet: bool = False,
     ):
         """``sampler``: a key of ``generation.pipeline.SAMPLERS``, on the noise schedule the generator was

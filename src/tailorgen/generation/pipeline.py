@@ -42,6 +42,9 @@ from tailorgen.generation.unet import reads_accent
 # with; the multistep solvers reach a similar image in fewer steps (docs/benchmarks.md,
 # "Generation speed").
 SAMPLERS = {"ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}
+# What generation uses unless told otherwise (`tailorgen generate`, the service, the demo, the benchmarks).
+DEFAULT_SAMPLER = "ddim"
+DEFAULT_STEPS = 25
 
 
 def make_sampler(name: str, config) -> DDIMScheduler | DPMSolverMultistepScheduler | UniPCMultistepScheduler:

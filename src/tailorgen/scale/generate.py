@@ -22,6 +22,7 @@ from tailorgen.generation.output import (
     run_config,
     write_records,
 )
+from tailorgen.generation.pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS
 from tailorgen.interests.rewrite import make_rewriter
 from tailorgen.scale.jobs import Partition, kept, partitions, run_partitions
 
@@ -38,8 +39,8 @@ def generate_on_dask(
     method: str = "full",
     rewriter: str = "template",
     generator: str | os.PathLike | None = None,
-    steps: int = 25,
-    sampler: str = "ddim",
+    steps: int = DEFAULT_STEPS,
+    sampler: str = DEFAULT_SAMPLER,
     compile_unet: bool = False,
     guidance: float = 2.0,
     overwrite: bool = False,
@@ -81,7 +82,7 @@ def loaded_generator(
     rewriter: str,
     guidance: float,
     steps: int,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     compile_unet: bool = False,
 ) -> IAMGGenerator:
     """The generator for these options, loaded once per process (a worker keeps it for its next partition)."""

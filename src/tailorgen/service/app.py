@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from tailorgen import __version__
 from tailorgen.common.messages import one_line
 from tailorgen.data import DataError, UnknownIdError
+from tailorgen.generation.pipeline import DEFAULT_STEPS
 from tailorgen.service.engines import Engines, Unavailable
 from tailorgen.service.forget import forget_user
 from tailorgen.service.gate import Busy, Lane
@@ -48,7 +49,7 @@ class PersonalizeRequest(BaseModel):
     n: int = Field(4, ge=1, le=8, description="Images.")
     seed: int = Seed
     method: Literal["full", "rewrite", "retrieval", "plain"] = "full"
-    steps: int = Field(25, ge=1, le=100, description="Denoising steps.")
+    steps: int = Field(DEFAULT_STEPS, ge=1, le=100, description="Denoising steps.")
     guidance: float = Field(2.0, ge=0, le=20, description="Classifier-free guidance (1: none).")
 
 
