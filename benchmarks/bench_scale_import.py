@@ -50,7 +50,8 @@ def write_dump(shop: Path, n_reviews: int, shards: int, out: Path) -> dict[str, 
         ]  # fmt: skip
         rows += [
             {"user_id": r["user_id"] + suffix, "parent_asin": r["item_id"] + suffix, "rating": float(r["rating"] or 4),
-             "timestamp": (SHOP_EPOCH + int(r["timestamp"])) * 1000, "title": "Review", "text": "Fits well." * int(rng.integers(1, 8))}
+             "timestamp": (SHOP_EPOCH + int(r["timestamp"])) * 1000, "title": "Review",
+             "text": "Fits well." * int(rng.integers(1, 8))}
             for r in reviews
         ]  # fmt: skip
     rows = rows[:n_reviews]
