@@ -31,20 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_retrieval import replicated  # noqa: E402
+from machine import matmul_gflops  # noqa: E402
 from tailorgen.common.manifest import environment_versions, now_utc  # noqa: E402
 from tailorgen.retrieval import VectorIndex  # noqa: E402
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    a, b = np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def faiss_search(index: faiss.Index, queries: np.ndarray, k: int, threshold: int, database_bs: int) -> np.ndarray:
@@ -80,14 +69,14 @@ def main() -> None:
 
     reference = variants["faiss-db1024"]()
     agreement = {name: float(np.mean(f()[:, :k] == reference)) for name, f in variants.items()}
-    rates = [matmul_gflops()]
+    rates = [matmul_gflops(library="numpy")]
     seconds = {name: [] for name in variants}
     for r in range(args.repeats):
         for name, f in variants.items():
             t = time.perf_counter()
             f()
             seconds[name].append(time.perf_counter() - t)
-        rates.append(matmul_gflops())
+        rates.append(matmul_gflops(library="numpy"))
         print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{n} {s[-1]:.2f} s" for n, s in seconds.items()),
               file=sys.stderr)  # fmt: skip
     rate = statistics.median(rates)

@@ -25,6 +25,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import matmul_gflops  # noqa: E402
 from tailorgen.data import Dataset
 from tailorgen.encoders.image import images_to_tensor
 from tailorgen.generation.iamg import METHODS, IAMGGenerator, load_pipeline, noise_for, pick_requests
@@ -52,19 +55,6 @@ LATENCY_SETTINGS = [
     ("unipc", 6, "compiled"),
 ]
 THROUGHPUT_SETTINGS = [BASELINE, ("ddim", 25, "compiled"), ("unipc", 8, "compiled")]
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    """fp32 GFLOP/s of an n x n matmul on this machine now (median of ``repeats``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def build_generators(ds: Dataset) -> dict[str, IAMGGenerator]:

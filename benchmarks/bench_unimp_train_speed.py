@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -21,23 +22,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import matmul_gflops  # noqa: E402
 from tailorgen.unified.batch import collate
 from tailorgen.unified.serialize import TASKS
 from tailorgen.unified.train import UniMPTrainConfig, build_model, draw_batch, prepare
 
 WARM_UP = 3
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def main() -> None:

@@ -75,41 +75,27 @@ def import_on_dask(
     source["options"] = options | {"shards": {"reviews": len(reviews), "meta": len(meta)}}
     with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report, sources=[*reviews, *meta]) as w:
         # 1-2. Items, shard by shard, then the shards joined in order.
-        own = lambda part: (str(meta[part.index]),)  # noqa: E731
-        parts = run_partitions(
-            client,
-            items_partition,
-            partitions(len(meta), 1),
-            fmt,
-            strict,
-            own=own,
-            desc="import meta",
-            progress=progress,
-        )
-        items = join_items([parts[i] for i in range(len(meta))], report)
+        items = join_items(by_shard(client, items_partition, meta, fmt, strict, desc="meta", progress=progress), report)
         # 3-4. Interactions against the known ids, sent to each worker once.
         [known] = client.scatter([{it["item_id"] for it in items}], broadcast=True)
-        own = lambda part: (str(reviews[part.index]),)  # noqa: E731
-        parts = run_partitions(
-            client,
-            interactions_partition,
-            partitions(len(reviews), 1),
-            known,
-            fmt,
-            strict,
-            own=own,
-            desc="import reviews",
-            progress=progress,
-        )
+        parts = by_shard(client, interactions_partition, reviews, known, fmt, strict, desc="reviews", progress=progress)
         tables = []
-        for i in range(len(reviews)):
-            table, shard_report = parts[i]
+        for table, shard_report in parts:
             report.merge(shard_report)
             tables.append(table)
         w.set_tables(
             items=items, interactions=pa.concat_tables(tables) if tables else INTERACTIONS_SCHEMA.empty_table()
         )
     return Path(out)
+
+
+def by_shard(client, fn, files: list[Path], *args, desc: str, progress: bool) -> list:
+    """``fn(part, file, *args)`` for each of ``files`` on the cluster, a task a file; the results in file order."""
+    done = run_partitions(
+        client, fn, partitions(len(files), 1), *args, own=lambda part: (str(files[part.index]),), desc=desc,
+        progress=progress,
+    )  # fmt: skip
+    return [done[i] for i in range(len(files))]
 
 
 def items_partition(part: Partition, path: str, fmt: str, strict: bool) -> tuple[list[dict], dict, ImportReport]:
