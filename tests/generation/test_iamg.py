@@ -11,6 +11,7 @@ from tailorgen.cli import main
 from tailorgen.data import Dataset
 from tailorgen.generation.context import IAMGSettings
 from tailorgen.generation.iamg import METHODS, IAMGGenerator, noise_for
+from tailorgen.generation.pipeline import DEFAULT_SAMPLER
 from tailorgen.interests import recency_weights
 
 
@@ -37,7 +38,7 @@ def test_generate_records_every_intermediate(generator, pair):
     assert len(rec["text_neighbours"]) == generator.context.settings.k_neighbours
     assert all(n[0] != item for n in rec["text_neighbours"] + rec["image_neighbours"])
     assert set(rec["seconds"]) == {"interests+rewrite+retrieve", "condition", "diffuse"}
-    assert rec["sampling"] == {"sampler": "ddim", "steps": generator.num_inference_steps, "guidance": 2.0}
+    assert rec["sampling"] == {"sampler": DEFAULT_SAMPLER, "steps": generator.num_inference_steps, "guidance": 2.0}
     json.dumps(rec)  # the record is plain JSON
     assert all(len(v) > 10 for k, v in generator.checkpoints().items() if k.startswith("generator_"))
 

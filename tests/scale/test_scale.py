@@ -151,10 +151,13 @@ def test_the_benchmark_mapped_over_users_gives_the_same_record(client, tiny_gene
     assert mapped["tasks"] == single["tasks"] and mapped["config"] == single["config"]
     values, expected = mapped["per_unit"]["personalization"], single["per_unit"]["personalization"]
     assert values.keys() == expected.keys()
+    # Workers run one thread and this process two, so BLAS sums in another order and a pixel may round
+    # to the next level (as in the generate test above); the image embeddings' metrics move in the
+    # fifth decimal (1.3e-5 seen on diversity with the UniPC sampler).
     for method in expected:
         assert values[method].keys() == expected[method].keys()
         for metric in expected[method]:
-            np.testing.assert_allclose(values[method][metric], expected[method][metric], atol=1e-5, err_msg=metric)
+            np.testing.assert_allclose(values[method][metric], expected[method][metric], atol=1e-4, err_msg=metric)
     with pytest.raises(ValueError, match="multiple of 32"):
         bench_on_dask(client, *args, partition_users=20, progress=False)
 

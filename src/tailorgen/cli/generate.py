@@ -15,8 +15,8 @@ MAX_GUIDANCE = 50.0
 # generation.pipeline's SAMPLERS, DEFAULT_SAMPLER and DEFAULT_STEPS, named here so that --help does
 # not import diffusers (a test checks they agree).
 SAMPLER_NAMES = ("ddim", "dpm++", "unipc")
-DEFAULT_SAMPLER = "ddim"
-DEFAULT_STEPS = 25
+DEFAULT_SAMPLER = "unipc"
+DEFAULT_STEPS = 6
 
 
 def read_pairs(path: str) -> list[tuple[str, str]]:
@@ -50,8 +50,9 @@ def generation_options(fn):
         click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=DEFAULT_STEPS, show_default=True,
                      help=f"Denoising steps (1 to {MAX_STEPS})."),
         click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=DEFAULT_SAMPLER, show_default=True,
-                     help="ddim: what the generator was trained and benchmarked with; dpm++ / unipc: multistep "
-                     "solvers that need fewer steps (docs/benchmarks.md, \"Generation speed\", says how many)."),
+                     help="unipc / dpm++: multistep solvers, as good as DDIM at 25 steps from 6 steps on the shop "
+                     "benchmark; ddim: the generator's training-time sampler, with --steps 25 the images of runs "
+                     "before 2026-11-30 (docs/benchmarks.md, \"Generation speed\")."),
         click.option("--compile", "compile_unet", is_flag=True,
                      help="Compile the UNet first (torch.compile; about 30 s on 2 cores, then each step about a third "
                      "faster): worth it for a batch of more than about 100 images."),
@@ -144,8 +145,7 @@ def generate(
         sampler=sampler,
         compile_unet=compile_unet,
     )
-    options = dict(method=method, n=n, steps=steps, sampler=sampler, guidance=guidance, rewriter=rewriter, seed=seed)
-    config = run_config(gen, pairs, **options)
+    config = run_config(gen, pairs, method=method, n=n, steps=steps, guidance=guidance, rewriter=rewriter, seed=seed)
     records = generate_into(gen, pairs, out, config, n, seed, method, overwrite=overwrite, resume=resume)
     write_run_manifest(out, "tailorgen generate", config, seed, {"records": Path(out) / "records.jsonl"})
     echo_records(records, out)

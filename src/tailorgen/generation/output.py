@@ -53,9 +53,10 @@ def _done_records(out: Path) -> list[dict]:
 
 
 def run_config(gen: IAMGGenerator, pairs: list[tuple[str, str]], **options) -> dict:
-    """What a run asked for (``options``: method, n, steps, guidance, rewriter, seed), the generator's settings
-    and checkpoints, and a hash of the requests: ``run.json``, which ``--resume`` must match."""
-    config = dict(options) | {"settings": dataclasses.asdict(gen.context.settings), "pairs": len(pairs)}
+    """What a run asked for (``options``: method, n, steps, guidance, rewriter, seed), the generator's sampler,
+    settings and checkpoints, and a hash of the requests: ``run.json``, which ``--resume`` must match."""
+    config = dict(options) | {"sampler": gen.sampler, "settings": dataclasses.asdict(gen.context.settings)}
+    config["pairs"] = len(pairs)
     config["pairs_hash"] = hash_bytes("\n".join(f"{u}\t{i}" for u, i in pairs).encode())
     config["generator"] = gen.checkpoints()
     return config

@@ -58,9 +58,7 @@ def generate_on_dask(
     # Here the generator only names the run's settings and checkpoints: never compiled, it makes no image.
     gen = loaded_generator(**options)
     gen.context.check_known(pairs)  # before anything is written
-    config = run_config(
-        gen, pairs, method=method, n=n, steps=steps, sampler=sampler, guidance=guidance, rewriter=rewriter, seed=seed
-    )
+    config = run_config(gen, pairs, method=method, n=n, steps=steps, guidance=guidance, rewriter=rewriter, seed=seed)
     options["compile_unet"] = compile_unet
     records = open_run_folder(out, config, overwrite, resume)
     todo = requests_to_do(pairs, records)
