@@ -127,3 +127,17 @@ def test_a_slice_of_items_reads_only_its_row_groups_and_equals_the_table_slice(t
         part = ds.item_rows(start, stop, ["item_id", "title"])
         assert part.to_pylist() == ds.items.select(["item_id", "title"]).slice(start, stop - start).to_pylist()
     assert ds.image_from_row(ds.item_rows(0, 1).to_pylist()[0]) is None  # no image: None, as load_image says
+
+
+def test_data_errors_cross_processes_whole():
+    """A Dask worker sends a shard's DataError back pickled: file, line, field and type must survive."""
+    import pickle
+
+    from tailorgen.data.errors import DataError, UnknownIdError
+
+    error = pickle.loads(pickle.dumps(DataError("meta-3.jsonl", 12, "title", "missing required field")))
+    assert (error.file, error.line, error.field, str(error)) == (
+        "meta-3.jsonl", 12, "title", "meta-3.jsonl:12: field 'title': missing required field"
+    )  # fmt: skip
+    unknown = pickle.loads(pickle.dumps(UnknownIdError("item", "x", "runs/shop")))
+    assert isinstance(unknown, KeyError) and str(unknown) == "runs/shop: unknown item 'x'"

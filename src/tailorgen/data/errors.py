@@ -28,6 +28,18 @@ class DataError(ValueError):
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "field": self.field, "reason": self.message}
 
+    def __reduce__(self):
+        # Pickled as its fields (a Dask worker sends a shard's error back as a value): Exception's own
+        # pickling would call __init__ with the one-string message alone. Subclasses keep their type.
+        return (_rebuilt, (type(self), self.__dict__))
+
+
+def _rebuilt(cls: type[DataError], fields: dict[str, Any]) -> DataError:
+    error = cls.__new__(cls)
+    error.__dict__.update(fields)
+    Exception.__init__(error, DataError.__str__(error))
+    return error
+
 
 class UnknownIdError(DataError, KeyError):
     """An id (user, item) that the dataset or shop does not have. Also a KeyError, as lookups raise."""

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from tailorgen.data.adapters.amazon import FORMATS, import_options, read_interactions, read_items
 from tailorgen.data.clean import Provenance
-from tailorgen.data.errors import ImportReport
+from tailorgen.data.errors import DataError, ImportReport
 from tailorgen.data.schema import INTERACTIONS_SCHEMA
 from tailorgen.data.store import DatasetWriter
 from tailorgen.scale.jobs import Partition, partitions, run_partitions
@@ -92,27 +92,44 @@ def import_on_dask(
 
 
 def by_shard(client, fn, files: list[Path], *args, desc: str, progress: bool) -> list:
-    """``fn(part, file, *args)`` for each of ``files`` on the cluster, a task a file; the results in file order."""
+    """``fn(part, file, *args)`` for each of ``files`` on the cluster, a task a file; the results in file order.
+
+    A shard's bad data (a DataError: a bad row with ``strict``, a truncated file) comes back as its
+    result, not as a failed task: every shard runs, and the error raised is the first in file order,
+    the one the single-machine import of the files concatenated stops at (not whichever worker
+    finished first), with no retries of an error that would only repeat.
+    """
     done = run_partitions(
         client, fn, partitions(len(files), 1), *args, own=lambda part: (str(files[part.index]),), desc=desc,
         progress=progress,
     )  # fmt: skip
-    return [done[i] for i in range(len(files))]
+    results = [done[i] for i in range(len(files))]
+    if bad := next((r for r in results if isinstance(r, DataError)), None):
+        raise bad
+    return results
 
 
-def items_partition(part: Partition, path: str, fmt: str, strict: bool) -> tuple[list[dict], dict, ImportReport]:
-    """On a worker: one metadata shard's items, each kept id's (file, line), and the shard's skips."""
+def items_partition(
+    part: Partition, path: str, fmt: str, strict: bool
+) -> tuple[list[dict], dict, ImportReport] | DataError:
+    """On a worker: one metadata shard's items, each kept id's (file, line), and the shard's skips (or its error)."""
     report, where = ImportReport(strict=strict), {}
-    items = read_items(FORMATS[fmt], Path(path), report, where)
+    try:
+        items = read_items(FORMATS[fmt], Path(path), report, where)
+    except DataError as e:
+        return e
     return items, where, report
 
 
 def interactions_partition(
     part: Partition, path: str, known: pa.Array, fmt: str, strict: bool
-) -> tuple[pa.Table, ImportReport]:
-    """On a worker: one reviews shard's interactions with a known item (``known``: the item ids), and its skips."""
+) -> tuple[pa.Table, ImportReport] | DataError:
+    """On a worker: one reviews shard's interactions with a known item (``known``: the ids), its skips (or error)."""
     report = ImportReport(strict=strict)
-    return read_interactions(FORMATS[fmt], Path(path), set(known.to_pylist()), report), report
+    try:
+        return read_interactions(FORMATS[fmt], Path(path), set(known.to_pylist()), report), report
+    except DataError as e:
+        return e
 
 
 def join_items(parts: list[tuple[list[dict], dict, ImportReport]], report: ImportReport) -> list[dict]:
