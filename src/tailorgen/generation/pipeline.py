@@ -114,7 +114,7 @@ class PersonalizedImagePipeline(DiffusionPipeline, IPAdapterMixin):
 
         Freezing lets inductor fold the weights and prepack them for oneDNN's convolutions, which is
         most of the gain on a CPU (docs/benchmarks.md, "Generation speed"). The first call of each
-        batch size compiles (about 25-40 s on 2 cores); the weights must not change afterwards.
+        batch size compiles (25-50 s on 2 cores); the weights must not change afterwards.
         """
         self.unet.compile(dynamic=False, options={"freezing": True})  # a graph per batch size: fastest kernels
 
