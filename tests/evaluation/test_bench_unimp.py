@@ -53,13 +53,36 @@ def test_bench_unimp_measures_image_generation_with_its_controls(small_shop, tin
     assert res.exit_code == 0, res.output
     record = read_record(out)
     match = record["results"]["image_generation"]
-    assert {"unimp", "unimp-no-history", "catalog", "catalog-vq"} == set(match)
+    assert {"unimp", "unimp-no-history", "iamg", "catalog", "catalog-vq"} == set(match)
     assert match["unimp"]["keyword_match"]["n"] == 6 and 0 <= match["unimp"]["keyword_match"]["mean"] <= 1
     assert match["catalog"]["keyword_match"]["mean"] > 0.5  # the shipped judge reads real items well
     personal = record["results"]["image_generation_personalization"]
-    assert {"unimp", "unimp-no-history", "mismatched", "random-item", "catalog"} == set(personal)
+    assert {"unimp", "unimp-no-history", "iamg", "mismatched", "random-item", "catalog"} == set(personal)
     assert "unimp vs unimp-no-history" in record["paired"]["image_generation_personalization"]["utility_open"]
     extras = record["extras"]["image_generation"]
-    assert extras["latency_seconds"]["one_image_median"] > 0 and "unimp" in extras["kid"]
+    assert extras["latency_seconds"]["one_image_median"] > 0 and {"unimp", "iamg"} <= set(extras["kid"])
     assert set(extras["per_attribute_match"]["unimp"]) == {"category", "colour", "pattern"}
     assert (out / "unimp_images.png").exists()
+
+
+def test_iamg_answers_the_same_requests_without_ever_seeing_the_target(small_shop):
+    from tailorgen.data import Dataset
+    from tailorgen.evaluation.unimp_images import iamg_requests
+    from tailorgen.generation.iamg import IAMGGenerator
+    from tailorgen.unified.serialize import Event, Example
+
+    ds = Dataset(small_shop)
+    generator = IAMGGenerator(ds)
+    histories = ds.user_histories()
+    users = sorted(histories)[:4]
+    examples = [Example(u, "image_generation", tuple(Event(i) for i in histories[u][:-1]), histories[u][-1],
+                        query="dress red striped") for u in users]  # fmt: skip
+    requests = iamg_requests(generator, examples)
+    for ex, r in zip(examples, requests, strict=True):
+        seen = {r.item_id, *(i for i, _ in r.text_neighbours), *(i for i, _ in r.image_neighbours)}
+        assert ex.target not in seen and not seen & {e.item for e in ex.history}
+        assert r.item_text == "dress red striped" and r.history == [e.item for e in ex.history]
+        assert "dress red striped" in r.rewrite.text  # the keywords are what is rewritten
+    made = generator.generate_batch([(r.user_id, r.item_id) for r in requests], requests=requests)
+    size = generator.pipeline.image_size
+    assert [g.images[0].size for g in made] == [(size, size)] * 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -14,7 +15,7 @@ from tailorgen.cli import main
 from tailorgen.data import Dataset
 from tailorgen.unified import UniMP
 from tailorgen.unified.item_ids import ItemIdentifiers
-from tailorgen.unified.sample import Prompt, SamplingSettings, guided_log_probs, sample_codes
+from tailorgen.unified.sample import DecodeStep, Prompt, SamplingSettings, guided_log_probs, sample_codes
 from tailorgen.unified.serialize import Event, Example, Serializer, render
 from tailorgen.unified.tokenizer import PieceEncoder, train_tokenizer
 from tailorgen.unified.train import UniMPTrainConfig, draw_batch, prepare, train_unimp
@@ -79,6 +80,43 @@ def test_requests_draw_the_targets_own_words_and_drop_for_guidance(small_shop, t
     assert prep.vq.tokens_per_image == 64 and len(prep.serializer.image_codes) == 400
 
 
+def test_keywords_can_be_kept_whole_dropped_alone_and_images_drawn_more_often(small_shop, tiny_vq):
+    base = UniMPTrainConfig(**{**TINY, "batch_size": 4000}, vq=str(tiny_vq))
+    cfg = UniMPTrainConfig(**{**TINY, "batch_size": 4000}, vq=str(tiny_vq), drop_history=0.1, drop_all=0.1,
+                           drop_keywords=0.2, keep_all_keywords=0.5, image_weight=3.0)  # fmt: skip
+    prep = prepare(cfg, small_shop, progress=False)
+    tags = dict(zip(*(Dataset(small_shop).items.column(c).to_pylist() for c in ("item_id", "tags")), strict=True))
+
+    def image_share(c):
+        return np.mean([ex.task == "image_generation" for ex in draw_batch(prep, c, np.random.default_rng(1))])
+
+    plain, weighted = image_share(base), image_share(cfg)  # odds times 3: p -> 3p / (3p + 1 - p)
+    assert abs(weighted - 3 * plain / (2 * plain + 1)) < 0.03, (plain, weighted)
+    kinds = Counter()
+    for ex in draw_batch(prep, cfg, np.random.default_rng(0)):
+        if ex.task == "image_generation" and ex.user:
+            whole = ex.query == " ".join(tags[ex.target])
+            kinds[
+                "keywords dropped" if ex.history and not ex.query else "whole" if whole and ex.history else "other"
+            ] += 1
+    share = {k: v / sum(kinds.values()) for k, v in kinds.items()}
+    # keywords dropped alone: 0.2 of requests; every keyword kept: at least half of the 0.6 with history and keywords
+    assert abs(share["keywords dropped"] - 0.2) < 0.04 and share["whole"] > 0.3 - 0.04, share
+    with pytest.raises(ValueError, match="drop_history"):
+        UniMPTrainConfig(drop_history=0.5, drop_all=0.2, drop_keywords=0.3)
+
+
+def test_guidance_can_push_away_from_the_history_without_the_keywords():
+    from tailorgen.unified.decode import unconditional
+
+    ex = Example("u", "image_generation", (Event("i0"), Event("i1")), "i2", query="dress red")
+    assert unconditional([ex], SamplingSettings())[0] == Example("u", "image_generation", (), "i2", query="")
+    against_history = unconditional([ex], SamplingSettings(unconditional="history"))[0]
+    assert against_history.history == ex.history and against_history.query == ""
+    with pytest.raises(ValueError, match="unconditional.*blank, history"):
+        SamplingSettings(unconditional="keywords")
+
+
 def _part_of(query: str, tags: list[str]) -> bool:
     """``query`` is some of ``tags`` (each may be several words), in their order, joined by spaces."""
     rest = query
@@ -98,8 +136,15 @@ def _full_logps(lm, prompt: Prompt, code_ids, codes):
     return torch.log_softmax(logits[..., code_ids].float(), -1)
 
 
-@pytest.mark.parametrize("guidance", [1.0, 3.0])
-def test_sampled_log_probs_are_the_models_under_guidance_with_a_cache_and_left_padding(drawing, guidance):
+@pytest.mark.parametrize(
+    ("guidance", "compiled"),
+    [
+        (1.0, False),
+        (3.0, False),
+        pytest.param(3.0, True, marks=pytest.mark.skipif(shutil.which("c++") is None, reason="compile needs g++")),
+    ],
+)
+def test_sampled_log_probs_are_the_models_under_guidance_with_a_cache_and_left_padding(drawing, guidance, compiled):
     unimp, _ = drawing
     users = sorted(unimp.histories)[:3]  # histories of different lengths: left padding differs per row
     exs = [
@@ -111,7 +156,9 @@ def test_sampled_log_probs_are_the_models_under_guidance_with_a_cache_and_left_p
     cond, uncond = Prompt(*dec._prompt_embeds(exs)), Prompt(*dec._prompt_embeds(blank))
     settings = SamplingSettings(guidance=guidance, temperature=1.0, top_k=0, top_p=1.0)
     code_ids = unimp.model.image_code_ids
-    codes, logps = sample_codes(lm, cond, uncond, code_ids, 12, settings, torch.Generator().manual_seed(0))
+    step = DecodeStep(lm, code_ids, compile=compiled)  # compiled: the same distribution, traced once
+    for _ in range(2 if compiled else 1):  # the second call reuses the compiled step and its cache
+        codes, logps = sample_codes(lm, cond, uncond, code_ids, 12, settings, torch.Generator().manual_seed(0), step)
     assert codes.shape == (3, 12) and int(codes.max()) < 64
     with torch.no_grad():
         c = _full_logps(lm, cond, code_ids, codes)

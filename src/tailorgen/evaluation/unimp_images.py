@@ -111,6 +111,27 @@ def instruments(run, req: Requests) -> Instruments:
     return Instruments(Judge(), Oracle.load(run.ds.root), encoder, catalog, histories)
 
 
+def iamg_requests(generator, examples: Sequence[Example]) -> list:
+    """The image-generation requests as I-AM-G requests. I-AM-G personalizes an item, so each
+    request's item is the catalog item whose text is nearest its keywords (MiniLM; the target and the
+    history left out), and the keywords stand in for that item's text. The target is also kept out
+    of the retrieved neighbours, so its image reaches I-AM-G by no path."""
+    ctx = generator.context
+    queries = ctx.text_encoder.encode([ex.query for ex in examples])
+    left_out = [{ex.target, *(e.item for e in ex.history)} for ex in examples]
+    anchors = [row[0][0] for row in ctx.text_retriever.retrieve_vectors(queries, 1, exclude=left_out)]
+    pairs = [(ex.user, a) for ex, a in zip(examples, anchors, strict=True)]
+    histories = [[e.item for e in ex.history] for ex in examples]
+    targets = [{ex.target} for ex in examples]
+    return ctx.requests(pairs, histories, exclude=targets, item_texts=[ex.query for ex in examples])
+
+
+def draw_iamg(generator, examples: Sequence[Example], n: int, seed: int) -> list[list]:
+    requests = iamg_requests(generator, examples)
+    pairs = [(r.user_id, r.item_id) for r in requests]
+    return [g.images for g in generator.generate_batch(pairs, n=n, seed=seed, requests=requests)]
+
+
 def generate(run, req: Requests, settings: SamplingSettings) -> dict[str, dict[str, list[list]]]:
     """Request kind ("asked", "open") -> method -> per request, ``image_n`` images."""
     cfg = run.cfg
@@ -123,6 +144,12 @@ def generate(run, req: Requests, settings: SamplingSettings) -> dict[str, dict[s
             if m == "unimp":  # the same model, the same keywords, no history: the personalization control
                 blind = [dataclasses.replace(ex, history=()) for ex in exs]
                 out[kind]["unimp-no-history"] = draw(unimp, blind, cfg.image_n, cfg.seed, settings)
+    if cfg.image_iamg:
+        from tailorgen.generation.iamg import IAMGGenerator
+
+        generator = IAMGGenerator(run.ds)  # the shipped diffusion generator and its default sampler
+        for kind, exs in kinds.items():
+            out[kind]["iamg"] = draw_iamg(generator, exs, cfg.image_n, cfg.seed)
     return out
 
 
@@ -130,7 +157,7 @@ def score_image_generation(run) -> None:
     """Generate, judge, score; adds the tasks ``image_generation`` and ``image_generation_personalization``."""
     cfg, ds = run.cfg, run.ds
     req = requests(run, cfg.image_users)
-    settings = SamplingSettings(guidance=cfg.image_guidance)
+    settings = SamplingSettings(guidance=cfg.image_guidance, unconditional=cfg.image_unconditional)
     tools = instruments(run, req)
     images = generate(run, req, settings)
     real = [[ds.load_image(ex.target)] for ex in req.tests]

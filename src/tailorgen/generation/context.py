@@ -137,20 +137,24 @@ class PersonalizationContext:
         pairs: list[tuple[str, str]],
         histories: list[list[str]] | None = None,
         exclude: list[set[str]] | None = None,
+        item_texts: list[str] | None = None,
     ) -> list[Request]:
         """Interests, rewrite and retrieval for many (user, item) pairs; the encoders and indexes run batched.
 
         ``histories`` overrides the users' recorded histories (training uses the history before a
         target item). Retrieval never returns the item itself or an item of the history;
         ``exclude`` adds more ids per pair (training excludes the user's whole history, so the
-        item the user chose next, which sets the target, cannot be retrieved).
+        item the user chose next, which sets the target, cannot be retrieved). ``item_texts``
+        overrides the items' texts: what is rewritten (a user's keywords in place of a catalog text).
         """
         s = self.settings
         categories = set(self.vocabulary.of_attribute("category"))
         if histories is None:
             histories = [self.histories.get(u, []) for u, _ in pairs]
+        if item_texts is None:
+            item_texts = [self.texts.get(i, "") for _, i in pairs]
         partial = []
-        for (user_id, item_id), history in zip(pairs, histories):
+        for (user_id, item_id), history, text in zip(pairs, histories, item_texts, strict=True):
             if item_id not in self.texts:
                 raise UnknownIdError("item", item_id, str(self.dataset.root))
             profile = build_profile(user_id, history, self.item_tags, s.recency_half_life)
@@ -162,7 +166,7 @@ class PersonalizationContext:
             )
             own = self.item_tags[item_id].all
             user_tags = self.user_tags(profile, look, own, categories)
-            partial.append((own, user_tags, self.rewriter.rewrite(self.texts[item_id], own, user_tags)))
+            partial.append((own, user_tags, self.rewriter.rewrite(text, own, user_tags)))
         if not pairs:
             return []
         extra = exclude if exclude is not None else [set()] * len(pairs)
@@ -174,9 +178,9 @@ class PersonalizationContext:
         accents = [self.accent_of(h).tolist() if self.spec.reads_history_accent else None for h in histories]
         n_images = self.spec.history_images
         return [
-            Request(u, i, self.texts[i], own, user_tags, rewrite, t_nb, i_nb, h, h[::-1][:n_images], accent)
-            for (u, i), h, (own, user_tags, rewrite), t_nb, i_nb, accent in zip(
-                pairs, histories, partial, text_nb, image_nb, accents
+            Request(u, i, text, own, user_tags, rewrite, t_nb, i_nb, h, h[::-1][:n_images], accent)
+            for (u, i), text, h, (own, user_tags, rewrite), t_nb, i_nb, accent in zip(
+                pairs, item_texts, histories, partial, text_nb, image_nb, accents
             )
         ]
 

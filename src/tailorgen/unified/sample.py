@@ -1,5 +1,9 @@
 """Sampling image codes from the unified model: classifier-free guidance, temperature, top-k/top-p, a KV cache.
 
+The KV cache is transformers' ``StaticCache`` (``DecodeStep``): written in place, so the 256th step
+costs what the first does, where a ``DynamicCache`` copies the whole cache at every step; and its
+shapes never change, so ``torch.compile`` traces a step once (``DecodeStep(compile=True)``).
+
 Why a loop of our own rather than ``generate``: guidance needs the conditional and unconditional
 prompts in one batch, sharing each step's forward pass (transformers' decoder-only guidance runs a
 second model call per step), and reinforcement learning (Generate, Not Recommend) needs each
@@ -17,11 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import TopKLogitsWarper, TopPLogitsWarper
+from torch.overrides import TorchFunctionMode
+from transformers import StaticCache, TopKLogitsWarper, TopPLogitsWarper
 
 from tailorgen.training import require
 
 MIN_TEMPERATURE = 0.01
+# What guidance pushes away from: the prompt with no history and no keywords (guiding on both), or
+# the prompt with the history but no keywords (guiding on the keywords alone; the model must have
+# trained with ``drop_keywords``).
+UNCONDITIONAL = ("blank", "history")
 
 
 @dataclass(frozen=True)
@@ -32,8 +41,10 @@ class SamplingSettings:
     temperature: float = 1.0
     top_k: int = 256
     top_p: float = 1.0
+    unconditional: str = "blank"
 
     def __post_init__(self):
+        require(self.unconditional in UNCONDITIONAL, "unconditional", self.unconditional, ", ".join(UNCONDITIONAL))
         require(self.guidance >= 0, "guidance", self.guidance, "a number >= 0 (1: no guidance)")
         require(self.temperature >= MIN_TEMPERATURE, "temperature", self.temperature, f"a number >= {MIN_TEMPERATURE}")
         require(self.top_k >= 0, "top_k", self.top_k, "an integer >= 0 (0: no top-k)")
@@ -60,6 +71,80 @@ def _pad_left(a: Prompt, length: int) -> Prompt:
     return Prompt(torch.cat([pad, a.embeds], 1), torch.cat([a.mask.new_zeros(a.mask.shape[0], extra), a.mask], 1))
 
 
+class _LinearAsReduction(TorchFunctionMode):
+    """Inside a compiled decoding step, ``linear`` on a few rows as a multiply and a sum, which
+    inductor fuses into one vectorized loop.
+
+    A step multiplies 2 rows (a guided image) by each weight matrix. On this project's 2-core AMD
+    machine torch's BLAS runs such 2-row products at about 18 GFLOP/s (28 of the embedded LM's
+    192x576 matrices: 1.16 ms), while the fused multiply-and-sum takes 0.34 ms, as fast as OpenBLAS
+    through NumPy (0.28 ms); docs/benchmarks.md, "A token-generated image", has the figures. Only
+    ever traced (``DecodeStep(compile=True)``): eagerly it would materialize rows x out x in products.
+    """
+
+    MAX_ROWS = 16  # a batch of 64 guided images (128 rows) ran slower as reductions than through BLAS
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear and args[0].shape[:-1].numel() <= self.MAX_ROWS:
+            x, weight = args[0], args[1]  # transformers' Linear layers pass (input, weight, bias)
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            y = (x.unsqueeze(-2) * weight).sum(-1)
+            return y if bias is None else y + bias
+        return func(*args, **kwargs)
+
+
+class DecodeStep:
+    """The LM's logits over the image codes for the next token of each row, over a static KV cache.
+
+    Only the codes' rows of the output layer are computed (1,024 of the vocabulary's 4,057 in the
+    embedded model). The cache's length is rounded up to ``BUCKET`` tokens and the cache is reused
+    while the rows and that length stay the same, so a compiled step is traced once per batch size
+    and length bucket (about 30 s on 2 cores) rather than once per prompt length.
+    """
+
+    BUCKET = 128
+
+    def __init__(self, lm, code_ids: torch.Tensor, compile: bool = False):
+        self.lm, self.compiled = lm, compile
+        head = lm.get_output_embeddings()
+        code_ids = code_ids.to(head.weight.device)
+        self.weight = head.weight[code_ids].detach()  # a copy: RL's updates reach it at the next call
+        self.bias = None if head.bias is None else head.bias[code_ids].detach()
+        # The weights are frozen into the trace: guarding every module attribute at every step cost
+        # 0.29 ms a step, a third of the step; a model whose weights change needs a new DecodeStep.
+        unguarded = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+        self._forward = (
+            torch.compile(self._reduced_logits, dynamic=False, options=unguarded) if compile else self._logits
+        )
+        self._cache, self._shape = None, None
+
+    def start(self, rows: int, length: int) -> tuple[StaticCache, int]:
+        """An empty cache for ``rows`` sequences of at least ``length`` tokens, and its length."""
+        shape = (rows, -(-length // self.BUCKET) * self.BUCKET)
+        if shape != self._shape:
+            self._cache, self._shape = StaticCache(config=self.lm.config, max_cache_len=shape[1]), shape
+        else:
+            self._cache.reset()
+        return self._cache, shape[1]
+
+    def prompt(self, embeds, mask, positions, cache) -> torch.Tensor:
+        """The prompts' pass (eager: its length varies), filling the cache; the codes' logits after it."""
+        return self._logits(embeds, mask, positions, cache)
+
+    def __call__(self, embeds, mask, positions, cache) -> torch.Tensor:
+        return self._forward(embeds, mask, positions, cache)
+
+    def _reduced_logits(self, embeds, mask, positions, cache) -> torch.Tensor:
+        with _LinearAsReduction():
+            return self._logits(embeds, mask, positions, cache)
+
+    def _logits(self, embeds, mask, positions, cache) -> torch.Tensor:
+        hidden = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                       past_key_values=cache, use_cache=True).last_hidden_state  # fmt: skip
+        return torch.nn.functional.linear(hidden[:, -1], self.weight, self.bias)
+
+
 @torch.no_grad()  # not inference_mode: RL reuses the codes and log-probabilities in autograd
 def sample_codes(
     lm,
@@ -69,10 +154,11 @@ def sample_codes(
     n_tokens: int,
     settings: SamplingSettings = SamplingSettings(),
     generator: torch.Generator | None = None,
+    step: DecodeStep | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_tokens`` codes per prompt row: (B, n_tokens) code indices (positions in ``code_ids``) and
     their log-probabilities under the distribution each was drawn from. ``uncond`` (same B) is
-    needed when ``settings.guidance != 1``."""
+    needed when ``settings.guidance != 1``. ``step``: a (compiled) decoding step to reuse."""
     guided = settings.guidance != 1.0
     require(not guided or uncond is not None, "uncond", None, "a prompt when guidance != 1")
     b = cond.embeds.shape[0]
@@ -85,13 +171,18 @@ def sample_codes(
     code_ids = code_ids.to(prompt.embeds.device)
     warpers = [TopKLogitsWarper(settings.top_k)] if settings.top_k else []
     warpers += [TopPLogitsWarper(settings.top_p)] if settings.top_p < 1 else []
-    mask, positions = prompt.mask, _positions(prompt.mask)
-    out = lm(inputs_embeds=prompt.embeds, attention_mask=mask, position_ids=positions, use_cache=True,
-             logits_to_keep=1)  # fmt: skip
+    step = step or DecodeStep(lm, code_ids)
+    rows, length = prompt.mask.shape
+    cache, cache_length = step.start(rows, length + n_tokens)
+    # the mask covers the whole cache from the start: causal attention hides the slots not yet written
+    mask = torch.cat([prompt.mask, prompt.mask.new_ones(rows, cache_length - length)], 1)
+    positions = _positions(prompt.mask)
+    logits = step.prompt(prompt.embeds, mask[:, :length], positions, cache)
+    positions = positions[:, -1:]
     codes, logps = [], []
     embedding = lm.get_input_embeddings()
     for _ in range(n_tokens):
-        scores = torch.log_softmax(out.logits[:, -1, code_ids].float(), -1)
+        scores = torch.log_softmax(logits.float(), -1)
         if guided:
             c, u = scores[:b], scores[b:]
             scores = u + settings.guidance * (c - u)
@@ -107,10 +198,8 @@ def sample_codes(
         token = code_ids[pick]  # (b, 1)
         if guided:
             token = torch.cat([token, token])
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
-        positions = positions[:, -1:] + 1
-        out = lm(inputs_embeds=embedding(token), attention_mask=mask, position_ids=positions,
-                 past_key_values=out.past_key_values, use_cache=True)  # fmt: skip
+        positions = positions + 1
+        logits = step(embedding(token), mask, positions, cache)
     return torch.stack(codes, 1), torch.stack(logps, 1)
 
 
