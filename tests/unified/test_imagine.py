@@ -227,11 +227,14 @@ def test_cli_imagine_writes_images_and_a_record_with_safe_names(drawing, small_s
             str(tmp_path / "o"),
             "--seed",
             "3",
+            "--against",
+            "history",
         ],
     )
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "o" / "imagine.json").read_text())
     assert record["settings"]["guidance"] == 3.0 and len(record["tokens"]) == 2 and len(record["tokens"][0]) == 64
+    assert record["settings"]["unconditional"] == "history"
     assert all((tmp_path / "o").joinpath(p).exists() or __import__("os").path.exists(p) for p in record["images"])
     assert record["checkpoints"]["vq"].startswith("sha256:")
     res = CliRunner().invoke(
