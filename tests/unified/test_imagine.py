@@ -264,3 +264,30 @@ def test_extreme_sampling_settings_draw_real_codes_and_too_cold_is_refused(drawi
         assert torch.isfinite(made.log_probs).all()
     with pytest.raises(ValueError, match="temperature: 1e-40 is not allowed"):
         SamplingSettings(temperature=1e-40)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU kernels need a C++ compiler (g++)")
+def test_few_row_products_traced_as_reductions_equal_linear_however_called():
+    from tailorgen.unified.sample import _LinearAsReduction
+
+    x, many, w, b = torch.randn(2, 1, 24), torch.randn(4, 5, 24), torch.randn(40, 24), torch.randn(40)
+
+    def products(x, many):
+        with _LinearAsReduction():
+            return (
+                torch.nn.functional.linear(x, w, b),
+                torch.nn.functional.linear(input=x, weight=w),
+                torch.nn.functional.linear(many, w),  # 20 rows: above MAX_ROWS, through BLAS
+            )
+
+    from torch.profiler import profile
+
+    with profile() as small:  # eagerly, to see which kernels run: none of BLAS's for 2 rows
+        products(x, many[:1, :1])
+    with profile() as large:
+        products(x, many)
+    blas = {"aten::mm", "aten::addmm", "aten::bmm"}
+    assert not blas & {e.key for e in small.key_averages()} and blas & {e.key for e in large.key_averages()}
+    compiled = torch.compile(products, dynamic=False)(x, many)
+    expected = (x @ w.T + b, x @ w.T, many @ w.T)
+    assert all(torch.allclose(c, e, atol=1e-5) for c, e in zip(compiled, expected, strict=True))

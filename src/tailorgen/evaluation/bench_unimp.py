@@ -50,7 +50,7 @@ VARIANTS = {
     "text-only": {"images": False},
     "semantic": {"id_scheme": "semantic"},
     "uniform-mixing": {"task_mixing": 0.0},
-    # image generation drawn twice as often, every keyword kept in half the requests, and the
+    # image generation's odds of being drawn doubled, every keyword kept in half the requests, and the
     # keywords alone dropped in a tenth (for guidance on the keywords alone)
     "keywords": {"image_weight": 2.0, "keep_all_keywords": 0.5, "drop_keywords": 0.1},
 }

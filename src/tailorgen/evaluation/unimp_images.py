@@ -113,9 +113,11 @@ def instruments(run, req: Requests) -> Instruments:
 
 def iamg_requests(generator, examples: Sequence[Example]) -> list:
     """The image-generation requests as I-AM-G requests. I-AM-G personalizes an item, so each
-    request's item is the catalog item whose text is nearest its keywords (MiniLM; the target and the
-    history left out), and the keywords stand in for that item's text. The target is also kept out
-    of the retrieved neighbours, so its image reaches I-AM-G by no path."""
+    request's item (its anchor) is the catalog item whose text is nearest its keywords (MiniLM; the
+    target and the history left out), and the keywords replace that item's text. The anchor's own
+    tags still go into the rewrite, and its image embedding and pixels are conditions too, so where
+    its colour or pattern differs from the keywords it pulls the image its way. The target is also
+    kept out of the retrieved neighbours, so its image reaches I-AM-G by no path."""
     ctx = generator.context
     queries = ctx.text_encoder.encode([ex.query for ex in examples])
     left_out = [{ex.target, *(e.item for e in ex.history)} for ex in examples]

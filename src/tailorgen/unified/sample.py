@@ -2,7 +2,8 @@
 
 The KV cache is transformers' ``StaticCache`` (``DecodeStep``): written in place, so the 256th step
 costs what the first does, where a ``DynamicCache`` copies the whole cache at every step; and its
-shapes never change, so ``torch.compile`` traces a step once (``DecodeStep(compile=True)``).
+shapes never change, so ``torch.compile`` traces a step once per batch size and length bucket
+(``DecodeStep(compile=True)``).
 
 Why a loop of our own rather than ``generate``: guidance needs the conditional and unconditional
 prompts in one batch, sharing each step's forward pass (transformers' decoder-only guidance runs a
@@ -76,21 +77,23 @@ class _LinearAsReduction(TorchFunctionMode):
     inductor fuses into one vectorized loop.
 
     A step multiplies 2 rows (a guided image) by each weight matrix. On this project's 2-core AMD
-    machine torch's BLAS runs such 2-row products at about 18 GFLOP/s (28 of the embedded LM's
-    192x576 matrices: 1.16 ms), while the fused multiply-and-sum takes 0.34 ms, as fast as OpenBLAS
+    machine torch's BLAS runs such 2-row products at 11-18 GFLOP/s (28 products of 2 rows by a
+    192x576 matrix: 1.16 ms), while the fused multiply-and-sum takes 0.34 ms, as fast as OpenBLAS
     through NumPy (0.28 ms); docs/benchmarks.md, "A token-generated image", has the figures. Only
-    ever traced (``DecodeStep(compile=True)``): eagerly it would materialize rows x out x in products.
+    while tracing (``DecodeStep._reduced_logits``): eagerly it would materialize rows x out x in products.
     """
 
     MAX_ROWS = 16  # a batch of 64 guided images (128 rows) ran slower as reductions than through BLAS
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.nn.functional.linear and args[0].shape[:-1].numel() <= self.MAX_ROWS:
-            x, weight = args[0], args[1]  # transformers' Linear layers pass (input, weight, bias)
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            y = (x.unsqueeze(-2) * weight).sum(-1)
-            return y if bias is None else y + bias
+        kwargs = dict(kwargs or {})
+        if func is torch.nn.functional.linear:
+            names = ("input", "weight", "bias")
+            bound = dict(zip(names, args)) | kwargs  # F.linear(input, weight, bias=None), by position or name
+            x, weight, bias = bound["input"], bound["weight"], bound.get("bias")
+            if x.shape[:-1].numel() <= self.MAX_ROWS:
+                y = (x.unsqueeze(-2) * weight).sum(-1)
+                return y if bias is None else y + bias
         return func(*args, **kwargs)
 
 
@@ -109,10 +112,13 @@ class DecodeStep:
         self.lm, self.compiled = lm, compile
         head = lm.get_output_embeddings()
         code_ids = code_ids.to(head.weight.device)
-        self.weight = head.weight[code_ids].detach()  # a copy: RL's updates reach it at the next call
+        # A copy, taken now: a step kept across calls (compile_sampler) does not see later training,
+        # while sample_codes without a step (RL's rollouts) builds a fresh one each call.
+        self.weight = head.weight[code_ids].detach()
         self.bias = None if head.bias is None else head.bias[code_ids].detach()
-        # The weights are frozen into the trace: guarding every module attribute at every step cost
-        # 0.29 ms a step, a third of the step; a model whose weights change needs a new DecodeStep.
+        # The LM's parameters are read at every call, but dynamo no longer checks the modules'
+        # attributes (that cost 0.29 ms a step, a third of it): a module replaced or moved after the
+        # first call goes unnoticed, so a compiled step belongs to one model as it is now.
         unguarded = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
         self._forward = (
             torch.compile(self._reduced_logits, dynamic=False, options=unguarded) if compile else self._logits
@@ -136,6 +142,8 @@ class DecodeStep:
         return self._forward(embeds, mask, positions, cache)
 
     def _reduced_logits(self, embeds, mask, positions, cache) -> torch.Tensor:
+        if not torch.compiler.is_compiling():  # dynamo fell back to eager (its recompile limit): plain products
+            return self._logits(embeds, mask, positions, cache)
         with _LinearAsReduction():
             return self._logits(embeds, mask, positions, cache)
 

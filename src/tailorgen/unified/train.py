@@ -59,7 +59,7 @@ class UniMPTrainConfig:
         None, "VQ image tokenizer folder whose codes image_generation writes (default: the shipped one)."
     )
     image_weight: float = setting(
-        1.0, "Image generation is drawn this many times as often as task mixing alone says (more drawing practice)."
+        1.0, "Weight on image generation's draws (2: its odds against the other tasks doubled; more drawing practice)."
     )
     drop_history: float = setting(0.1, "Image generation: share of examples whose history is dropped (guidance).")
     drop_all: float = setting(0.1, "Image generation: share whose history and keywords are both dropped (guidance).")
