@@ -79,8 +79,9 @@ def bench_iamg(
     type=click.IntRange(min=2),
     default=100,
     show_default=True,
-    help="Held-out users per shop (the shop has 300). 100 take about 5 min a seed on 2 cores, 300 about 11-13"
-    " min; a lead of 0.2 in gain is found about 3 times in 4 with 300 users, 1 in 3 with 100 (docs/benchmarks.md).",
+    help="Held-out users per shop (the shop has 300). 100 take about 75 s a seed on 2 cores at the default sampler"
+    " once the seed's shop is built (DDIM at 25 steps: 6 min or more), 300 about three times that; a lead of 0.2"
+    " in gain is found about 3 times in 4 with 300 users, 1 in 3 with 100 (docs/benchmarks.md).",
 )
 @click.option("--steps", type=int, default=DEFAULT_STEPS, show_default=True, help="Denoising steps.")
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=DEFAULT_SAMPLER, show_default=True,
