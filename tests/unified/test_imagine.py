@@ -115,6 +115,10 @@ def test_guidance_can_push_away_from_the_history_without_the_keywords():
     assert against_history.history == ex.history and against_history.query == ""
     with pytest.raises(ValueError, match="unconditional.*blank, history"):
         SamplingSettings(unconditional="keywords")
+    from tailorgen.cli.unimp import AGAINST
+    from tailorgen.unified.sample import UNCONDITIONAL
+
+    assert AGAINST == UNCONDITIONAL  # the CLI's choices, named there without importing torch
 
 
 def _part_of(query: str, tags: list[str]) -> bool:

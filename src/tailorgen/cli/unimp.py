@@ -9,6 +9,9 @@ import click
 from tailorgen.cli import main
 from tailorgen.cli.options import device_option
 
+# unified.sample.UNCONDITIONAL, named here so that --help does not import torch (a test checks they agree).
+AGAINST = ("blank", "history")
+
 
 @main.group()
 def unimp() -> None:
@@ -112,7 +115,7 @@ def explain_cmd(dataset, user, model_dir, as_json, device, item) -> None:
               help="Folder for the PNGs and imagine.json (tokens, settings, seed, checkpoints).")  # fmt: skip
 @click.option("--guidance", type=click.FloatRange(0), default=3.0, show_default=True,
               help="Classifier-free guidance against the --against prompt (1: none).")  # fmt: skip
-@click.option("--against", "unconditional", type=click.Choice(["blank", "history"]), default="blank",
+@click.option("--against", "unconditional", type=click.Choice(AGAINST), default="blank",
               show_default=True,
               help="What guidance pushes away from: blank (no history, no keywords) or history (the history "
                    "without the keywords: guides the keywords alone; for a model trained with "

@@ -109,7 +109,7 @@ class DecodeStep:
     BUCKET = 128
 
     def __init__(self, lm, code_ids: torch.Tensor, compile: bool = False):
-        self.lm, self.compiled = lm, compile
+        self.lm = lm
         head = lm.get_output_embeddings()
         code_ids = code_ids.to(head.weight.device)
         # A copy, taken now: a step kept across calls (compile_sampler) does not see later training,
