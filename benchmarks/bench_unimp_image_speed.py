@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from transformers import TopKLogitsWarper
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import matmul_gflops  # noqa: E402
@@ -45,7 +46,8 @@ SETTINGS = ("dynamic", "static", "static-compiled")
 
 @torch.no_grad()
 def dynamic_cache_codes(lm, cond: Prompt, uncond: Prompt, code_ids, n_tokens, settings, generator):
-    """The reference: the sampling loop before the static cache (guidance, top-k; DynamicCache)."""
+    """The reference: the sampling loop before the static cache, step for step (guidance, temperature,
+    transformers' top-k warper, the log-probabilities RL reads; DynamicCache)."""
     b = cond.embeds.shape[0]
     length = max(cond.embeds.shape[1], uncond.embeds.shape[1])
     cond, uncond = _pad_left(cond, length), _pad_left(uncond, length)
@@ -53,14 +55,16 @@ def dynamic_cache_codes(lm, cond: Prompt, uncond: Prompt, code_ids, n_tokens, se
     positions = _positions(mask)
     out = lm(inputs_embeds=torch.cat([cond.embeds, uncond.embeds]), attention_mask=mask, position_ids=positions,
              use_cache=True, logits_to_keep=1)  # fmt: skip
-    embedding, codes = lm.get_input_embeddings(), []
+    embedding, codes, logps = lm.get_input_embeddings(), [], []
+    top_k = TopKLogitsWarper(settings.top_k)
     for _ in range(n_tokens):
         scores = torch.log_softmax(out.logits[:, -1, code_ids].float(), -1)
         scores = scores[b:] + settings.guidance * (scores[:b] - scores[b:])
-        top = torch.topk(scores, settings.top_k, -1)
-        probs = torch.zeros_like(scores).scatter_(1, top.indices, torch.softmax(top.values, -1))
-        pick = torch.multinomial(probs, 1, generator=generator)
+        scores = top_k(None, scores / settings.temperature)
+        logp = torch.log_softmax(scores, -1)
+        pick = torch.multinomial(logp.exp(), 1, generator=generator)
         codes.append(pick[:, 0])
+        logps.append(logp.gather(1, pick)[:, 0])
         if len(codes) == n_tokens:
             break
         token = code_ids[pick].repeat(2, 1)
@@ -68,7 +72,7 @@ def dynamic_cache_codes(lm, cond: Prompt, uncond: Prompt, code_ids, n_tokens, se
         positions = positions[:, -1:] + 1
         out = lm(inputs_embeds=embedding(token), attention_mask=mask, position_ids=positions,
                  past_key_values=out.past_key_values, use_cache=True)  # fmt: skip
-    return torch.stack(codes, 1)
+    return torch.stack(codes, 1), torch.stack(logps, 1)
 
 
 def requests(unimp: UniMP, n: int) -> list[Example]:
@@ -85,7 +89,7 @@ def draw(unimp: UniMP, setting: str, examples: list[Example], settings: Sampling
     if setting == "dynamic":
         cond, uncond = dec.prompt(examples), dec.prompt(unconditional(examples, settings))
         gen = torch.Generator().manual_seed(0)
-        codes = dynamic_cache_codes(model.lm, cond, uncond, model.image_code_ids, model.config.image_tokens,
+        codes, _ = dynamic_cache_codes(model.lm, cond, uncond, model.image_code_ids, model.config.image_tokens,
                                     settings, gen)  # fmt: skip
     else:
         codes = dec.imagine(examples, 1, settings)[0]
