@@ -20,6 +20,7 @@ matmul timed in the same run).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -36,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from machine import matmul_gflops  # noqa: E402
 from tailorgen.data import Dataset
 from tailorgen.unified import UniMP
-from tailorgen.unified.decode import unconditional
 from tailorgen.unified.keywords import Keywords
 from tailorgen.unified.sample import Prompt, SamplingSettings, _pad_left, _positions
 from tailorgen.unified.serialize import Example
@@ -87,7 +87,8 @@ def draw(unimp: UniMP, setting: str, examples: list[Example], settings: Sampling
     """One batch of images, pixels included, by ``setting``."""
     dec, model = unimp.decoder, unimp.model
     if setting == "dynamic":
-        cond, uncond = dec.prompt(examples), dec.prompt(unconditional(examples, settings))
+        blank = [dataclasses.replace(ex, history=(), query="") for ex in examples]
+        cond, uncond = dec.prompt(examples), dec.prompt(blank)
         gen = torch.Generator().manual_seed(0)
         codes, _ = dynamic_cache_codes(model.lm, cond, uncond, model.image_code_ids, model.config.image_tokens,
                                     settings, gen)  # fmt: skip

@@ -80,47 +80,6 @@ def test_requests_draw_the_targets_own_words_and_drop_for_guidance(small_shop, t
     assert prep.vq.tokens_per_image == 64 and len(prep.serializer.image_codes) == 400
 
 
-def test_keywords_can_be_kept_whole_dropped_alone_and_images_drawn_more_often(small_shop, tiny_vq):
-    base = UniMPTrainConfig(**{**TINY, "batch_size": 4000}, vq=str(tiny_vq))
-    cfg = UniMPTrainConfig(**{**TINY, "batch_size": 4000}, vq=str(tiny_vq), drop_history=0.1, drop_all=0.1,
-                           drop_keywords=0.2, keep_all_keywords=0.5, image_weight=3.0)  # fmt: skip
-    prep = prepare(cfg, small_shop, progress=False)
-    tags = dict(zip(*(Dataset(small_shop).items.column(c).to_pylist() for c in ("item_id", "tags")), strict=True))
-
-    def image_share(c):
-        return np.mean([ex.task == "image_generation" for ex in draw_batch(prep, c, np.random.default_rng(1))])
-
-    plain, weighted = image_share(base), image_share(cfg)  # odds times 3: p -> 3p / (3p + 1 - p)
-    assert abs(weighted - 3 * plain / (2 * plain + 1)) < 0.03, (plain, weighted)
-    kinds = Counter()
-    for ex in draw_batch(prep, cfg, np.random.default_rng(0)):
-        if ex.task == "image_generation" and ex.user:
-            whole = ex.query == " ".join(tags[ex.target])
-            kinds[
-                "keywords dropped" if ex.history and not ex.query else "whole" if whole and ex.history else "other"
-            ] += 1
-    share = {k: v / sum(kinds.values()) for k, v in kinds.items()}
-    # keywords dropped alone: 0.2 of requests; every keyword kept: at least half of the 0.6 with history and keywords
-    assert abs(share["keywords dropped"] - 0.2) < 0.04 and share["whole"] > 0.3 - 0.04, share
-    with pytest.raises(ValueError, match="drop_history"):
-        UniMPTrainConfig(drop_history=0.5, drop_all=0.2, drop_keywords=0.3)
-
-
-def test_guidance_can_push_away_from_the_history_without_the_keywords():
-    from tailorgen.unified.decode import unconditional
-
-    ex = Example("u", "image_generation", (Event("i0"), Event("i1")), "i2", query="dress red")
-    assert unconditional([ex], SamplingSettings())[0] == Example("u", "image_generation", (), "i2", query="")
-    against_history = unconditional([ex], SamplingSettings(unconditional="history"))[0]
-    assert against_history.history == ex.history and against_history.query == ""
-    with pytest.raises(ValueError, match="unconditional.*blank, history"):
-        SamplingSettings(unconditional="keywords")
-    from tailorgen.cli.unimp import AGAINST
-    from tailorgen.unified.sample import UNCONDITIONAL
-
-    assert AGAINST == UNCONDITIONAL  # the CLI's choices, named there without importing torch
-
-
 def _part_of(query: str, tags: list[str]) -> bool:
     """``query`` is some of ``tags`` (each may be several words), in their order, joined by spaces."""
     rest = query
@@ -231,14 +190,11 @@ def test_cli_imagine_writes_images_and_a_record_with_safe_names(drawing, small_s
             str(tmp_path / "o"),
             "--seed",
             "3",
-            "--against",
-            "history",
         ],
     )
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "o" / "imagine.json").read_text())
     assert record["settings"]["guidance"] == 3.0 and len(record["tokens"]) == 2 and len(record["tokens"][0]) == 64
-    assert record["settings"]["unconditional"] == "history"
     assert all((tmp_path / "o").joinpath(p).exists() or __import__("os").path.exists(p) for p in record["images"])
     assert record["checkpoints"]["vq"].startswith("sha256:")
     res = CliRunner().invoke(

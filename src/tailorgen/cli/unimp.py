@@ -9,9 +9,6 @@ import click
 from tailorgen.cli import main
 from tailorgen.cli.options import device_option
 
-# unified.sample.UNCONDITIONAL, named here so that --help does not import torch (a test checks they agree).
-AGAINST = ("blank", "history")
-
 
 @main.group()
 def unimp() -> None:
@@ -114,19 +111,14 @@ def explain_cmd(dataset, user, model_dir, as_json, device, item) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="runs/imagine", show_default=True,
               help="Folder for the PNGs and imagine.json (tokens, settings, seed, checkpoints).")  # fmt: skip
 @click.option("--guidance", type=click.FloatRange(0), default=3.0, show_default=True,
-              help="Classifier-free guidance against the --against prompt (1: none).")  # fmt: skip
-@click.option("--against", "unconditional", type=click.Choice(AGAINST), default="blank",
-              show_default=True,
-              help="What guidance pushes away from: blank (no history, no keywords) or history (the history "
-                   "without the keywords: guides the keywords alone; for a model trained with "
-                   "drop_keywords).")  # fmt: skip
+              help="Classifier-free guidance against no history and no keywords (1: none).")  # fmt: skip
 @click.option("--temperature", type=click.FloatRange(0.01), default=1.0, show_default=True,
               help="Sampling temperature (>= 0.01; lower is closer to greedy).")  # fmt: skip
 @click.option("--top-k", type=click.IntRange(0), default=256, show_default=True, help="Codes kept per step (0: all).")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def imagine_cmd(dataset, user, model_dir, as_json, device, keywords, n, out, guidance, unconditional, temperature,
-                top_k, top_p, seed) -> None:  # fmt: skip
+def imagine_cmd(dataset, user, model_dir, as_json, device, keywords, n, out, guidance, temperature, top_k, top_p,
+                seed) -> None:  # fmt: skip
     """Draw N images of an item for USER that fits KEYWORDS: the model writes each image as VQ codes,
     guided by USER's history, and the VQ decoder turns them into pixels. Writes OUT/imagine-*.png,
     a grid and OUT/imagine.json."""
@@ -138,8 +130,7 @@ def imagine_cmd(dataset, user, model_dir, as_json, device, keywords, n, out, gui
     from tailorgen.unified.sample import SamplingSettings
 
     model = _load(dataset, model_dir, device)
-    settings = SamplingSettings(guidance=guidance, temperature=temperature, top_k=top_k, top_p=top_p,
-                                unconditional=unconditional)  # fmt: skip
+    settings = SamplingSettings(guidance=guidance, temperature=temperature, top_k=top_k, top_p=top_p)
     made = model.imagine(user, keywords, n, settings, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

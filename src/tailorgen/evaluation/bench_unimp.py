@@ -37,7 +37,6 @@ from tailorgen.evaluation.unimp_images import score_image_generation
 from tailorgen.training import config_as_json, config_from, require, setting, trained_with
 from tailorgen.unified import baselines as B
 from tailorgen.unified.model import UnifiedConfig
-from tailorgen.unified.sample import UNCONDITIONAL
 from tailorgen.unified.serialize import IMAGE_TASKS, TASKS, Example
 from tailorgen.unified.tasks import TaskSplit, build_task_split
 from tailorgen.unified.train import UniMPTrainConfig, train_unimp
@@ -50,9 +49,6 @@ VARIANTS = {
     "text-only": {"images": False},
     "semantic": {"id_scheme": "semantic"},
     "uniform-mixing": {"task_mixing": 0.0},
-    # image generation's odds of being drawn doubled, every keyword kept in half the requests, and the
-    # keywords alone dropped in a tenth (for guidance on the keywords alone)
-    "keywords": {"image_weight": 2.0, "keep_all_keywords": 0.5, "drop_keywords": 0.1},
 }
 
 
@@ -73,19 +69,12 @@ class UniMPBenchConfig:
     image_iamg: bool = setting(
         True, "Image generation: also draw the same requests with I-AM-G's diffusion generator (the shipped one)."
     )
-    image_unconditional: str = setting(
-        "blank",
-        "Image generation: what guidance pushes away from: blank (no history, no keywords) or history "
-        "(no keywords, the history kept: guidance on the keywords alone).",
-    )
 
     def __post_init__(self):
         unknown = [r for r in self.recommenders if r not in B.RECOMMENDERS]
         require(not unknown, "recommenders", self.recommenders, ", ".join(B.RECOMMENDERS))
         require(all(v in VARIANTS for v in self.variants), "variants", self.variants, ", ".join(VARIANTS))
         require(all(t in TASKS for t in self.tasks) and self.tasks, "tasks", self.tasks, ", ".join(TASKS))
-        require(self.image_unconditional in UNCONDITIONAL, "image_unconditional", self.image_unconditional,
-                ", ".join(UNCONDITIONAL))  # fmt: skip
         require(self.image_n >= 1 and self.image_users >= 2, "image_n", (self.image_n, self.image_users), ">= 1, >= 2")
 
 

@@ -159,7 +159,7 @@ def score_image_generation(run) -> None:
     """Generate, judge, score; adds the tasks ``image_generation`` and ``image_generation_personalization``."""
     cfg, ds = run.cfg, run.ds
     req = requests(run, cfg.image_users)
-    settings = SamplingSettings(guidance=cfg.image_guidance, unconditional=cfg.image_unconditional)
+    settings = SamplingSettings(guidance=cfg.image_guidance)
     tools = instruments(run, req)
     images = generate(run, req, settings)
     real = [[ds.load_image(ex.target)] for ex in req.tests]

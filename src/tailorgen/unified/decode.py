@@ -10,8 +10,7 @@
 - Ratings: the expected value of the distribution over ``<rate_1>``..``<rate_5>``.
 - Explanations: greedy decoding with every special token suppressed but ``<|endofchunk|>``.
 - Images: the VQ codes of one image, sampled with classifier-free guidance against the same prompt
-  with no history and no keywords, or with no keywords alone (``unified.sample``), then the VQ
-  decoder's pixels.
+  with no history and no keywords (``unified.sample``), then the VQ decoder's pixels.
 """
 
 from __future__ import annotations
@@ -200,7 +199,8 @@ class Decoder:
         for k, s in enumerate(self._batches(len(rows), batch_size, "imagine")):
             part = rows[s : s + batch_size]
             cond = self.prompt(part)
-            uncond = self.prompt(unconditional(part, settings)) if settings.guidance != 1 else None
+            blank = [dataclasses.replace(ex, history=(), query="") for ex in part]
+            uncond = self.prompt(blank) if settings.guidance != 1 else None
             gen = torch.Generator(model.device).manual_seed(seed + k)
             c, lp = sample_codes(
                 model.lm, cond, uncond, model.image_code_ids, model.config.image_tokens, settings, gen, self.step
@@ -213,11 +213,3 @@ class Decoder:
     def pixels(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (..., tokens) -> images (N, 3, H, W) in [0, 1], through the model's VQ decoder."""
         return self.model.vq.decode(codes.reshape(-1, codes.shape[-1]))
-
-
-def unconditional(examples: Sequence[Example], settings: SamplingSettings) -> list[Example]:
-    """The prompts guidance pushes away from: no keywords, and no history unless ``settings.unconditional``
-    is "history" (guidance on the keywords alone)."""
-    if settings.unconditional == "history":
-        return [dataclasses.replace(ex, query="") for ex in examples]
-    return [dataclasses.replace(ex, history=(), query="") for ex in examples]

@@ -28,10 +28,6 @@ from transformers import StaticCache, TopKLogitsWarper, TopPLogitsWarper
 from tailorgen.training import require
 
 MIN_TEMPERATURE = 0.01
-# What guidance pushes away from: the prompt with no history and no keywords (guiding on both), or
-# the prompt with the history but no keywords (guiding on the keywords alone; the model must have
-# trained with ``drop_keywords``).
-UNCONDITIONAL = ("blank", "history")
 
 
 @dataclass(frozen=True)
@@ -42,10 +38,8 @@ class SamplingSettings:
     temperature: float = 1.0
     top_k: int = 256
     top_p: float = 1.0
-    unconditional: str = "blank"
 
     def __post_init__(self):
-        require(self.unconditional in UNCONDITIONAL, "unconditional", self.unconditional, ", ".join(UNCONDITIONAL))
         require(self.guidance >= 0, "guidance", self.guidance, "a number >= 0 (1: no guidance)")
         require(self.temperature >= MIN_TEMPERATURE, "temperature", self.temperature, f"a number >= {MIN_TEMPERATURE}")
         require(self.top_k >= 0, "top_k", self.top_k, "an integer >= 0 (0: no top-k)")

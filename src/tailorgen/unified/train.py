@@ -58,17 +58,8 @@ class UniMPTrainConfig:
     vq: str | None = setting(
         None, "VQ image tokenizer folder whose codes image_generation writes (default: the shipped one)."
     )
-    image_weight: float = setting(
-        1.0, "Weight on image generation's draws (2: its odds against the other tasks doubled; more drawing practice)."
-    )
     drop_history: float = setting(0.1, "Image generation: share of examples whose history is dropped (guidance).")
     drop_all: float = setting(0.1, "Image generation: share whose history and keywords are both dropped (guidance).")
-    drop_keywords: float = setting(
-        0.0, "Image generation: share whose keywords are dropped and history kept (guidance on the keywords alone)."
-    )
-    keep_all_keywords: float = setting(
-        0.0, "Image generation: share of the requests with keywords that keep every one of them (else a random part)."
-    )
     holdout: str = setting(
         "last", "last: hold out each user's last interaction and query (the benchmark's test); none: train on all."
     )
@@ -109,10 +100,8 @@ class UniMPTrainConfig:
         require(0 <= self.task_mixing <= 1, "task_mixing", self.task_mixing, "a number from 0 to 1")
         require(self.steps >= 1, "steps", self.steps, "at least 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
-        drops = (self.drop_history, self.drop_all, self.drop_keywords)
+        drops = (self.drop_history, self.drop_all)
         require(min(drops) >= 0 and sum(drops) < 1, "drop_history", drops, "shares >= 0 that sum below 1")
-        require(0 <= self.keep_all_keywords <= 1, "keep_all_keywords", self.keep_all_keywords, "a share in [0, 1]")
-        require(self.image_weight > 0, "image_weight", self.image_weight, "a number > 0")
 
 
 @dataclass
@@ -234,32 +223,23 @@ def init_item_embeddings(model: UnifiedModel, content: ItemContent) -> None:
 
 def draw_batch(prep: Prepared, cfg: UniMPTrainConfig, rng: np.random.Generator) -> list[Example]:
     """``batch_size`` training examples. At ``task_mixing`` 1 a uniform draw from every task's examples
-    pooled (so tasks mix in proportion to their size); otherwise a task first, by size^task_mixing
-    (times ``image_weight`` for the image tasks)."""
-    if cfg.task_mixing == 1.0 and cfg.image_weight == 1.0:
+    pooled (so tasks mix in proportion to their size); otherwise a task first, by size^task_mixing."""
+    if cfg.task_mixing == 1.0:
         picked = [prep.examples[i] for i in rng.integers(0, len(prep.examples), cfg.batch_size)]
     else:
         tasks = [t for t in prep.tasks if prep.split.train[t]]
         p = np.array([len(prep.split.train[t]) for t in tasks], np.float64) ** cfg.task_mixing
-        p *= [cfg.image_weight if t in IMAGE_TASKS else 1.0 for t in tasks]
         chosen = rng.choice(len(tasks), size=cfg.batch_size, p=p / p.sum())
         picked = [prep.split.train[tasks[t]][rng.integers(len(prep.split.train[tasks[t]]))] for t in chosen]
     return [image_request(ex, prep.keywords, cfg, rng) if ex.task in IMAGE_TASKS else ex for ex in picked]
 
 
 def image_request(ex: Example, keywords: Keywords, cfg: UniMPTrainConfig, rng: np.random.Generator) -> Example:
-    """An image-generation example as a request: keywords drawn from the target's words (every one of
-    them in ``keep_all_keywords`` of the requests); for classifier-free guidance, the history dropped
-    (``drop_history``), both dropped (``drop_all``), or the keywords alone dropped (``drop_keywords``)."""
+    """An image-generation example as a request: keywords drawn from the target's words; for
+    classifier-free guidance, the history dropped (``drop_history``) or both dropped (``drop_all``)."""
     u = rng.random()
-    no_history, no_keywords = cfg.drop_all + cfg.drop_history, cfg.drop_all + cfg.drop_history + cfg.drop_keywords
-    if u < cfg.drop_all or no_history <= u < no_keywords:
-        words = ""
-    elif cfg.keep_all_keywords and rng.random() < cfg.keep_all_keywords:
-        words = keywords.all(ex.target)
-    else:
-        words = keywords.draw(ex.target, rng)
-    history = () if u < no_history else ex.history
+    words = "" if u < cfg.drop_all else keywords.draw(ex.target, rng)
+    history = () if u < cfg.drop_all + cfg.drop_history else ex.history
     return dataclasses.replace(ex, history=history, query=words)
 
 
