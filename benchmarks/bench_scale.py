@@ -10,6 +10,11 @@ one, and the bytes of each part file (what a worker sends to the next step).
     python benchmarks/bench_scale.py --shop runs/demo/shop --items 100000 --workers 1,2 \
         --out docs/scale_bench.json
 
+``--modalities image --index-kinds ''`` embeds only the images and builds no index (a million
+images take a core about half an hour). ``--shards S`` also saves each index in S shards merged
+by the workers and times ``scale search``'s way of searching them (one shard per worker, held by
+a Dask actor, the top-k merged) against one process searching the whole index, on the same queries.
+
 With ``--seed-vectors NOISE`` nothing is embedded: the text parts are written from the shop's own
 MiniLM vectors, each row a random catalog item's plus Gaussian noise of norm NOISE, renormalized
 (``bench_retrieval.replicated``), and only the index is built: the index stage at a million items
@@ -99,16 +104,39 @@ def seed_text_parts(shop: Path, dataset: Path, cache: Path, partition: int, nois
     write_embeddings(target, ids, vectors, encoder.fingerprint)
 
 
-def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Path, seeded: bool = False) -> dict:
+def search_speed(client, single: Path, sharded: Path, queries: np.ndarray, k: int = 10, batch: int = 100) -> dict:
+    """Milliseconds a query, in batches of ``batch``: one process holding the whole index, and the shards
+    held on the workers (``ShardsOnCluster``); and whether their answers agree."""
+    from tailorgen.retrieval import VectorIndex
+    from tailorgen.scale.search import ShardsOnCluster
+
+    out = {}
+    for name, index in (
+        ("one_process", VectorIndex.load(single)),
+        ("shards_on_workers", ShardsOnCluster(client, sharded)),
+    ):
+        index.search(queries[:batch], k)  # warm
+        t = time.perf_counter()
+        found = [index.search(queries[s : s + batch], k)[0] for s in range(0, len(queries), batch)]
+        out[name] = {"ms_per_query": 1000 * (time.perf_counter() - t) / len(queries), "found": found}
+    same = np.mean([a == b for fa, fb in zip(out["one_process"].pop("found"), out["shards_on_workers"].pop("found"))
+                    for a, b in zip(fa, fb)])  # fmt: skip
+    return out | {"queries": len(queries), "batch": batch, "k": k, "same_results_share": float(same)}
+
+
+def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Path, seeded: bool = False,
+        modalities: tuple[str, ...] = ("text", "image"), kinds: tuple[str, ...] = ("flat", "ivf"),
+        shards: int = 1) -> dict:  # fmt: skip
     from distributed import get_task_stream
 
+    from tailorgen.encoders.catalog import read_embeddings
     from tailorgen.scale import dask_client, encode_on_dask, index_on_dask
 
     if not seeded:
         shutil.rmtree(cache, ignore_errors=True)
     result = {"workers": workers}
     with dask_client(workers=workers) as client:
-        for modality in () if seeded else ("text", "image"):
+        for modality in () if seeded else modalities:
             with get_task_stream(client) as stream:
                 t = time.perf_counter()
                 parts = encode_on_dask(client, dataset, modality, None, cache, partition, progress=True)
@@ -123,7 +151,8 @@ def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Pa
                 "partitions": len(parts.parts), "task_seconds_median": float(np.median(tasks)),
                 "part_file_bytes_median": int(np.median(sizes)), "joined_file_bytes": parts.cache_file.stat().st_size,
             }  # fmt: skip
-        for kind, params in (("flat", {}), ("ivf", {"nprobe": 16})):
+        for kind in kinds:
+            params = {"nprobe": 16} if kind == "ivf" else {}
             out = index_root / f"{kind}-{workers}"
             t = time.perf_counter()
             index = index_on_dask(client, dataset, out, "text", None, kind, params, cache, partition, overwrite=True)
@@ -132,6 +161,16 @@ def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Pa
                 "count": len(index),
                 **index.get_params(),
             }
+            if shards > 1:
+                t = time.perf_counter()
+                index_on_dask(client, dataset, out.with_name(out.name + "-shards"), "text", None, kind, params, cache,
+                              partition, overwrite=True, shards=shards)  # fmt: skip
+                result[f"index_text_{kind}"]["sharded_seconds"] = time.perf_counter() - t
+                rows = np.random.default_rng(1).choice(len(index), 2000, replace=False)
+                queries = read_embeddings(next(cache.glob("*.npz")))[1][np.sort(rows)]  # catalog rows as queries
+                del index
+                search = search_speed(client, out, out.with_name(out.name + "-shards"), queries)
+                result[f"index_text_{kind}"]["search"] = search
         result["worker_peak_rss_mb"] = sorted(client.run(peak_rss_mb).values())
     result["client_peak_rss_mb"] = peak_rss_mb()
     return result
@@ -146,15 +185,22 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/bench-scale"))
     ap.add_argument("--seed-vectors", type=float, default=None, metavar="NOISE",
                     help="index only, on the shop's text vectors replicated with this noise (see above)")  # fmt: skip
+    ap.add_argument("--modalities", default="text,image", help="what to embed (comma-separated; ignored when seeded)")
+    ap.add_argument("--index-kinds", default="flat,ivf", help="indexes of the text vectors to build ('': none)")
+    ap.add_argument("--shards", type=int, default=1, help="also save each index in this many shards and time search")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    modalities, kinds = (
+        tuple(filter(None, args.modalities.split(","))),
+        tuple(filter(None, args.index_kinds.split(","))),
+    )
     dataset = replicate(args.shop, args.items, args.work / f"catalog-{args.items}")
     seeded = args.seed_vectors is not None
     if seeded:
         seed_text_parts(args.shop, dataset, args.work / "cache-seeded", args.partition, args.seed_vectors)
     runs = [
         run(dataset, int(w), args.partition, args.work / ("cache-seeded" if seeded else f"cache-{w}"),
-            args.work / "indexes", seeded)
+            args.work / "indexes", seeded, modalities, kinds, args.shards)
         for w in args.workers.split(",")
     ]  # fmt: skip
     record = {

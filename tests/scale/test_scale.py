@@ -20,8 +20,9 @@ from tailorgen.encoders.factory import make_encoder
 from tailorgen.evaluation.bench_iamg import IAMGBenchConfig, run_iamg_benchmark
 from tailorgen.generation.iamg import IAMGGenerator, pick_requests
 from tailorgen.generation.output import generate_into, run_config
-from tailorgen.retrieval import VectorIndex
+from tailorgen.retrieval import ShardedIndex, VectorIndex
 from tailorgen.scale import bench_on_dask, dask_client, encode_on_dask, generate_on_dask, index_on_dask
+from tailorgen.scale.search import ShardsOnCluster
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,23 @@ def test_the_index_built_by_parts_is_the_index_of_one_add(client, shop, tmp_path
         index_on_dask(client, shop, tmp_path / "idx", "image", kind=kind, params=params, progress=False)
     with pytest.raises(ValueError, match="hnsw"):
         index_on_dask(client, shop, tmp_path / "hnsw", "image", kind="hnsw", progress=False)
+    # In shards merged by the workers, searched on one machine and held on the cluster: the same answers.
+    meta = index_on_dask(client, shop, tmp_path / "shards", "image", kind=kind, params=params,
+                         partition_rows=120, progress=False, shards=3)  # fmt: skip
+    sharded = ShardedIndex.load(tmp_path / "shards")
+    assert (
+        [len(s) for s in sharded.shards] == [s["count"] for s in meta["shards"]] == [240, 120, 40]
+    )  # 4 parts: 2, 1, 1
+    assert sharded.ids == single.ids and not (tmp_path / ".shards.parts").exists()
+    on_cluster = ShardsOnCluster(client, tmp_path / "shards")
+    exclude = [set(ids[i : i + 5]) for i in range(40)]
+    for index in (sharded, on_cluster):
+        found, scores = index.search(vectors[:40], 10, exclude=exclude)
+        assert found == single.search(vectors[:40], 10, exclude=exclude)[0]
+        np.testing.assert_allclose(scores, single.search(vectors[:40], 10, exclude=exclude)[1], atol=1e-6)
+    with pytest.raises(ValueError, match="cannot exceed the partitions"):
+        index_on_dask(client, shop, tmp_path / "many", "image", kind=kind, params=params, partition_rows=120,
+                      progress=False, shards=5)  # fmt: skip
 
 
 def _images(out: Path, record: dict) -> list[np.ndarray]:
@@ -182,6 +200,15 @@ def test_the_commands_write_what_their_single_machine_twins_write(shop, tmp_path
         for extra in ([], ["--index", str(tmp_path / "dask")])
     ]
     assert found[0]["neighbours"][:3] == found[1]["neighbours"][:3] and found[1]["index"] == "ivf"
+    # Sharded: `search --index` on one machine and `scale search` on the cluster say the same.
+    res = runner.invoke(main, ["scale", "index", str(shop), "--by", "image", "--partition-size", "150",
+                               "--shards", "2", "--out", str(tmp_path / "sharded")])  # fmt: skip
+    assert res.exit_code == 0 and "image vectors in 2 flat shards" in res.output, res.output
+    query = ["--item", item, "--by", "image", "--index", str(tmp_path / "sharded"), "--json"]
+    here = runner.invoke(main, ["search", str(shop), *query])
+    there = runner.invoke(main, ["scale", "search", str(shop), *query, "--workers", "2"])
+    assert there.exit_code == 0, there.output
+    assert json.loads(here.stdout)["neighbours"] == json.loads(there.stdout)["neighbours"] == found[0]["neighbours"]
     # Mistakes are one line, before any cluster starts.
     for bad, says in (
         (["--param", "nlst=8"], "nlst"),

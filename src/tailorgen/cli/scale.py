@@ -1,4 +1,4 @@
-"""`tailorgen scale encode|index|generate|bench`: the distributed twins of the commands of the same names."""
+"""`tailorgen scale import|encode|index|search|generate|bench`: the distributed twins of the commands so named."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def scale() -> None:
     Examples:
       tailorgen scale encode runs/shop --workers 2
       tailorgen scale index runs/shop --by image --kind ivf --out runs/shop-ivf
+      tailorgen scale index runs/shop --shards 2 --out runs/shop-sharded
+      tailorgen scale search runs/shop --index runs/shop-sharded --item ITEM
       tailorgen scale generate runs/shop --requests pairs.csv --n 2 --out runs/gen
       tailorgen scale bench iamg --seed 0 --out runs/bench-scale
     """
@@ -139,20 +141,61 @@ def scale_encode(dataset_dir, modality, text_model, image_model, cache_dir, part
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
 @index_options(("flat", "ivf"))
 @partition_option(20_000, "Items")
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Save the index in this many shards (consecutive runs of partitions), each merged by a worker, "
+              "for `tailorgen scale search` to hold one per worker. 1: one index, as `tailorgen index`.")  # fmt: skip
 @cluster_options
-def scale_index(dataset_dir, by, kind, params, model, cache_dir, out, overwrite, partition_size, workers, scheduler):
+def scale_index(dataset_dir, by, kind, params, model, cache_dir, out, overwrite, partition_size, shards, workers,
+                scheduler):  # fmt: skip
     """Build `tailorgen index`'s index of DATASET_DIR on the cluster: trained on a sample, filled by partition.
 
     Embeds what is not embedded yet (as `tailorgen scale encode`), trains the empty index on the
     rows one machine would use, fills a copy per partition on the workers and merges them in
-    order: the same index `tailorgen index` writes. HNSW graphs do not merge: build them there.
+    order: the same index `tailorgen index` writes. With --shards S, no process merges it all:
+    S shards that search together as that index does (`tailorgen search --index` reads them on
+    one machine, `tailorgen scale search` on the cluster). HNSW graphs do not merge: build them
+    with `tailorgen index`.
     """
     from tailorgen.scale import dask_client, index_on_dask
 
     params = parse_index_params(kind, params)  # before a cluster starts or anything is embedded
     with dask_client(scheduler, workers) as client:
-        index = index_on_dask(client, dataset_dir, out, by, model, kind, params, cache_dir, partition_size, overwrite)
+        index = index_on_dask(
+            client, dataset_dir, out, by, model, kind, params, cache_dir, partition_size, overwrite, shards=shards
+        )
+    if isinstance(index, dict):  # shards, never loaded here
+        index = f"{index['count']} {by} vectors in {len(index['shards'])} {index['kind']} shards"
     click.echo(f"wrote {index!r} to {out}")
+
+
+@scale.command("search")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="A sharded index of these embeddings (`tailorgen scale index --shards`).")  # fmt: skip
+@click.option("--item", "item_id", required=True, help="Id of the item whose neighbours to find.")
+@click.option("--by", type=click.Choice(["text", "image"]), default="text", show_default=True,
+              help="Which embeddings the index holds.")  # fmt: skip
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours to return.")
+@click.option("--model", default=None, help="Encoder spec as for `tailorgen encode` (default: the embedded one).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where embeddings are cached (default: DATASET_DIR/embeddings).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@cluster_options
+def scale_search(dataset_dir, index_dir, item_id, by, k, model, cache_dir, as_json, workers, scheduler):
+    """`tailorgen search --index` with each shard of the index held by a worker of the cluster.
+
+    Every worker loads its shards once; the query goes to all of them and their top K are merged:
+    the answer `tailorgen search --index` gives on one machine, which must hold every shard.
+    """
+    from tailorgen.cli.search import echo_neighbours, query_embeddings, saved_index_retriever
+    from tailorgen.scale import dask_client
+    from tailorgen.scale.search import ShardsOnCluster
+
+    ds, fingerprint, table = query_embeddings(dataset_dir, item_id, by, model, cache_dir, "cpu", not as_json)
+    with dask_client(scheduler, workers, announce=not as_json) as client:
+        retriever = saved_index_retriever(ShardsOnCluster(client, index_dir), index_dir, table, by)
+        neighbours = retriever.retrieve([item_id], k)[0]
+    echo_neighbours(ds, item_id, by, retriever.index.kind, k, fingerprint, len(table.ids), neighbours, as_json)
 
 
 @scale.command("generate")

@@ -49,7 +49,8 @@ def _clip(text: str | None, width: int) -> str:
     "index_dir",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="A saved index of these embeddings (`tailorgen index` or `tailorgen scale index`) instead of --kind.",
+    help="A saved index of these embeddings (`tailorgen index` or `tailorgen scale index`, sharded or not) "
+    "instead of --kind.",
 )
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -59,28 +60,47 @@ def search(dataset_dir, item_id, by, k, kind, model, cache_dir, index_dir, devic
     The item itself is left out. Embeddings are computed once and cached (see `tailorgen encode`);
     the index is built in memory for this query, or read from --index.
     """
+    from tailorgen.retrieval import ImageRetriever, TextRetriever, load_index
+
+    ds, fingerprint, table = query_embeddings(dataset_dir, item_id, by, model, cache_dir, device, not as_json)
+    if index_dir:
+        retriever = saved_index_retriever(load_index(index_dir), index_dir, table, by)
+        kind = retriever.index.kind
+    else:
+        retriever_cls = TextRetriever if by == "text" else ImageRetriever
+        retriever = retriever_cls.from_embeddings(table.ids, table.vectors, kind=kind)
+    neighbours = retriever.retrieve([item_id], k)[0]
+    echo_neighbours(ds, item_id, by, kind, k, fingerprint, len(table.ids), neighbours, as_json)
+
+
+def query_embeddings(dataset_dir, item_id, by, model, cache_dir, device, progress):
+    """The dataset, the encoder's fingerprint and the catalog's ``by`` embeddings (cached), checked to hold the item."""
     from tailorgen.data import Dataset
     from tailorgen.encoders import encode_catalog
     from tailorgen.encoders.factory import make_encoder
-    from tailorgen.retrieval import EmbeddingTable, ImageRetriever, TextRetriever, VectorIndex
+    from tailorgen.retrieval import EmbeddingTable
 
     ds = Dataset(dataset_dir)
     if item_id not in ds.item_row:
         raise click.BadParameter(f"item {item_id!r} is not in {ds.root / 'items.parquet'}", param_hint="--item")
     encoder = make_encoder(by, model, device=device)  # a missing model folder: its message says how to make one
-    ids, vectors = encode_catalog(ds, encoder, cache_dir=cache_dir, progress=not as_json)
+    ids, vectors = encode_catalog(ds, encoder, cache_dir=cache_dir, progress=progress)
     if item_id not in set(ids):
         raise CommandError(f"item {item_id!r} has no image, so it cannot be searched --by image; try --by text")
-    retriever_cls = TextRetriever if by == "text" else ImageRetriever
-    if index_dir:
-        index = VectorIndex.load(index_dir)
-        if index.ids != ids:
-            raise CommandError(f"{index_dir} indexes other items than these {by} embeddings; rebuild it for them")
-        retriever, kind = retriever_cls(index, EmbeddingTable(ids, vectors)), index.kind
-    else:
-        retriever = retriever_cls.from_embeddings(ids, vectors, kind=kind)
-    neighbours = retriever.retrieve([item_id], k)[0]
+    return ds, encoder.fingerprint, EmbeddingTable(ids, vectors)
 
+
+def saved_index_retriever(index, index_dir, table, by):
+    """A retriever over a saved ``index`` (one, sharded, or sharded on a cluster) of ``table``'s items."""
+    from tailorgen.retrieval import ImageRetriever, TextRetriever
+
+    if index.ids != table.ids:
+        raise CommandError(f"{index_dir} indexes other items than these {by} embeddings; rebuild it for them")
+    return (TextRetriever if by == "text" else ImageRetriever)(index, table)
+
+
+def echo_neighbours(ds, item_id, by, kind, k, encoder, pool, neighbours, as_json) -> None:
+    """``search``'s answer (and ``scale search``'s): a table, or JSON."""
     titles = dict(zip(ds.items.column("item_id").to_pylist(), ds.items.column("title").to_pylist()))
     rows = [
         {"rank": r, "item_id": i, "score": round(s, 4), "title": titles.get(i)}
@@ -92,15 +112,15 @@ def search(dataset_dir, item_id, by, k, kind, model, cache_dir, index_dir, devic
             "by": by,
             "index": kind,
             "k": k,
-            "encoder": encoder.fingerprint,
-            "pool": len(ids),
+            "encoder": encoder,
+            "pool": pool,
             "neighbours": rows,
         }
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     click.echo(
         f'{by} neighbours of {item_id} "{_clip(titles.get(item_id), 60)}" '
-        f"({kind} index over {len(ids)} items, encoder {encoder.fingerprint})"
+        f"({kind} index over {pool} items, encoder {encoder})"
     )
     id_width = max([len("item_id"), *(len(r["item_id"]) for r in rows)])
     click.echo(f"{'rank':>4}  {'item_id':<{id_width}}  {'score':>6}  title")

@@ -12,6 +12,7 @@ from tailorgen.retrieval.retrievers import (
     Neighbour,
     TextRetriever,
 )
+from tailorgen.retrieval.sharded import ShardedIndex, load_index, merge_top_k
 
 __all__ = [
     "KINDS",
@@ -19,6 +20,9 @@ __all__ = [
     "EmbeddingTable",
     "ImageRetriever",
     "Neighbour",
+    "ShardedIndex",
     "TextRetriever",
     "VectorIndex",
+    "load_index",
+    "merge_top_k",
 ]

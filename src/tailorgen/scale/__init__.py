@@ -8,7 +8,10 @@ Each job is the distributed twin of a command of the same name and writes the sa
   each embedded by a worker and written atomically beside the single-machine cache, then joined
   into that cache file, so ``tailorgen encode`` and ``search`` find it;
 - ``index_on_dask`` (``tailorgen scale index``): a FAISS index trained on a sample gathered from
-  the partitions, filled part by part in parallel, merged in order (``tailorgen index``'s output);
+  the partitions, filled part by part in parallel, merged in order (``tailorgen index``'s output),
+  or merged into shards by the workers (``--shards``) so that no process holds every vector;
+- ``ShardsOnCluster`` (``tailorgen scale search``): a sharded index held one shard per worker,
+  each query sent to all and the top-k merged (``tailorgen search --index``'s answer);
 - ``generate_on_dask`` (``tailorgen scale generate``): a batch of (user, item) requests cut into
   partitions of whole UNet batches, written into ``tailorgen generate``'s run folder;
 - ``bench_on_dask`` (``tailorgen scale bench iamg``): the I-AM-G benchmark's users scored in
@@ -35,6 +38,7 @@ _EXPORTS = {
     "import_on_dask": "tailorgen.scale.data_import",
     "index_on_dask": "tailorgen.scale.index",
     "Partition": "tailorgen.scale.jobs",
+    "ShardsOnCluster": "tailorgen.scale.search",
     "partitions": "tailorgen.scale.jobs",
     "run_partitions": "tailorgen.scale.jobs",
 }

@@ -4,11 +4,15 @@
 2. The rows an index of all ``n`` vectors would train on (``VectorIndex.training_rows``): each
    worker sends only those of its part; this process trains the empty index on them.
 3. Each worker adds its part's vectors to a copy of that trained index and saves it, atomically.
-4. This process merges the parts in order (FAISS ``merge_from``) and saves the index.
+4. This process merges the parts in order (FAISS ``merge_from``) and saves the index; or, with
+   ``shards`` > 1, each shard (a run of consecutive parts) is merged by a worker and saved, and
+   this process only moves the shard folders into place (``retrieval.ShardedIndex``): no machine
+   ever holds every vector.
 
 The result is the index ``tailorgen index`` builds with one ``add`` of the joined embeddings:
-the same training rows, the same centroids, the same lists in the same order. HNSW graphs do not
-merge, so they are built on one machine (``tailorgen index --kind hnsw``).
+the same training rows, the same centroids, the same lists in the same order; sharded, the same
+search results (``retrieval.sharded`` says why). HNSW graphs do not merge, so they are built on
+one machine (``tailorgen index --kind hnsw``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from tailorgen.common import atomic_dir, read_json
 from tailorgen.encoders.catalog import read_embeddings
 from tailorgen.retrieval import VectorIndex
+from tailorgen.retrieval.sharded import read_shards_file, shard_name, write_shards_file
 from tailorgen.scale.encode import PARTITION_ROWS, EncodedParts, encode_on_dask
 from tailorgen.scale.jobs import Partition, run_partitions
 
@@ -40,8 +46,15 @@ def index_on_dask(
     partition_rows: int = PARTITION_ROWS,
     overwrite: bool = False,
     progress: bool = True,
-) -> VectorIndex:
-    """Build and save (to ``out``) the ``kind`` index of the dataset's ``by`` embeddings on the cluster."""
+    shards: int = 1,
+) -> VectorIndex | dict:
+    """Build and save (to ``out``) the ``kind`` index of the dataset's ``by`` embeddings on the cluster.
+
+    ``shards`` 1: one index, merged here and returned. More: that many shards, merged on the workers
+    and saved (``retrieval.ShardedIndex.load`` reads them); returned is what ``shards.json`` says, as
+    this process never loads them."""
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
     if kind not in MERGEABLE:
         raise ValueError(
             f"kind must be one of {', '.join(MERGEABLE)} on a cluster (parts are merged), got {kind!r}; "
@@ -57,12 +70,36 @@ def index_on_dask(
     run_partitions(
         client, fill_part, todo, str(template), str(encoded.parts_dir), str(work), desc="index", progress=progress
     )
-    index = VectorIndex.load(template)
-    for part in encoded.parts:
-        index.merge(VectorIndex.load(work / part.name))
-    index.save(out, overwrite=overwrite)
+    if shards == 1:
+        index = VectorIndex.load(template)
+        for part in encoded.parts:
+            index.merge(VectorIndex.load(work / part.name))
+        index.save(out, overwrite=overwrite)
+    else:
+        index = save_shards(client, encoded, template, work, out, shards, overwrite, progress)
     shutil.rmtree(work, ignore_errors=True)
     return index
+
+
+def save_shards(client, encoded: EncodedParts, template: Path, work: Path, out: Path, shards: int,
+                overwrite: bool, progress: bool) -> dict:  # fmt: skip
+    """Each shard, a run of consecutive parts, merged and saved by a worker; then moved into ``out``."""
+    if shards > len(encoded.parts):
+        raise ValueError(f"shards ({shards}) cannot exceed the partitions ({len(encoded.parts)}); use smaller ones")
+    runs = np.array_split(np.arange(len(encoded.parts)), shards)
+    groups = [Partition(i, int(r[0]), int(r[-1]) + 1) for i, r in enumerate(runs)]  # a shard's range of parts
+    todo = [g for g in groups if not (work / shard_name(g.index) / "meta.json").exists()]
+    names = [p.name for p in encoded.parts]
+    counts = run_partitions(
+        client, merge_shard, todo, names, str(template), str(work), desc="shards", progress=progress
+    )
+    counts |= {g.index: read_json(work / shard_name(g.index) / "meta.json")["count"] for g in groups if g not in todo}
+    trained = VectorIndex.load(template)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for g in groups:  # a rename: the shards were written beside ``out``, on its file system
+            os.replace(work / shard_name(g.index), tmp / shard_name(g.index))
+        write_shards_file(tmp, [counts[g.index] for g in groups], trained.kind, trained.get_params(), trained.dim)
+    return read_shards_file(out)
 
 
 def trained_index(client, encoded: EncodedParts, kind: str, params: dict, work: Path, progress: bool) -> Path:
@@ -85,6 +122,15 @@ def trained_index(client, encoded: EncodedParts, kind: str, params: dict, work: 
     index.train(sample, encoded.total)
     index.save(template, overwrite=True)
     return template
+
+
+def merge_shard(shard: Partition, part_names: list[str], template: str, work: str) -> int:
+    """On a worker: parts ``shard.start:shard.stop``, filled apart, merged in order and saved as one shard."""
+    index = VectorIndex.load(template)
+    for name in part_names[shard.start : shard.stop]:
+        index.merge(VectorIndex.load(Path(work) / name))
+    index.save(Path(work) / shard_name(shard.index), overwrite=True)
+    return len(index)
 
 
 def sample_rows(part: Partition, rows: np.ndarray, parts_dir: str) -> np.ndarray:

@@ -1,0 +1,76 @@
+"""`tailorgen scale search`: a sharded index held on the cluster, one shard per worker, searched as one.
+
+``ShardsOnCluster(client, folder)`` starts one Dask actor per shard of a ``ShardedIndex`` folder
+(``tailorgen scale index --shards S``), spread over the workers; each loads its shard once and
+keeps it in memory. ``search`` sends the queries to every actor at once and merges their top-k
+(``retrieval.merge_top_k``): the results of ``ShardedIndex.search`` on one machine, with each
+worker holding only its shard. Queries and results travel; vectors never do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from tailorgen.retrieval import VectorIndex, merge_top_k
+from tailorgen.retrieval.index import Exclude, exclusion_sets
+from tailorgen.retrieval.sharded import read_shards_file
+
+
+class ShardServer:
+    """On a worker (as a Dask actor): one saved shard, loaded once, searched on request."""
+
+    def __init__(self, folder: str):
+        self.index = VectorIndex.load(folder)
+
+    def search(self, queries: np.ndarray, k: int, exclude: list[set[str]] | None):
+        return self.index.search(queries, k, exclude=exclude)
+
+    def set_params(self, params: dict) -> None:
+        self.index.set_params(**params)
+
+
+class ShardsOnCluster:
+    """A ``ShardedIndex`` folder served by the cluster's workers; ``search`` as ``VectorIndex.search``."""
+
+    def __init__(self, client, folder: str | os.PathLike):
+        self.folder = Path(folder).resolve()  # workers may start in another folder
+        meta = read_shards_file(self.folder)
+        self.kind, self.dim, self.count = meta["kind"], int(meta["dim"]), int(meta["count"])
+        self.names = [s["name"] for s in meta["shards"]]
+        workers = sorted(client.scheduler_info()["workers"])
+        futures = [
+            client.submit(ShardServer, str(self.folder / name), actor=True, workers=[workers[i % len(workers)]])
+            for i, name in enumerate(self.names)
+        ]
+        self.actors = client.gather(futures)
+        self._ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"ShardsOnCluster(kind={self.kind!r}, shards={len(self.names)}, dim={self.dim}, count={self.count})"
+
+    @property
+    def ids(self) -> list[str]:
+        """Every shard's ids in order, read from the shard folders (not from the workers)."""
+        if self._ids is None:
+            self._ids = [
+                i for n in self.names for i in pq.read_table(self.folder / n / "ids.parquet")["id"].to_pylist()
+            ]
+        return list(self._ids)
+
+    def set_params(self, **params) -> ShardsOnCluster:
+        for f in [a.set_params(params) for a in self.actors]:
+            f.result()
+        return self
+
+    def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> tuple[list[list[str]], np.ndarray]:
+        queries = np.asarray(queries, np.float32)
+        sets = exclusion_sets(exclude, len(queries))
+        pending = [a.search(queries, k, sets) for a in self.actors]  # every shard at once
+        return merge_top_k([p.result() for p in pending], k)
