@@ -22,12 +22,22 @@ def test_bench_gnr_writes_the_common_record_with_its_controls(small_shop, tiny_v
     assert res.exit_code == 0, res.output
     record = read_record(out)
     results = record["results"]["next_item"]
-    assert set(results) == {"gnr", "gnr-sft", "unimp-top1", "unimp-top4", "sasrec-top1", "best-catalog", "mismatched"}
+    assert set(results) == {
+        "gnr",
+        "gnr-sft",
+        "gnr-reranked",
+        "unimp-top1",
+        "unimp-top4",
+        "sasrec-top1",
+        "best-catalog",
+        "mismatched",
+    }
     assert results["gnr"]["future_utility"]["n"] == 6 and 0 <= results["gnr"]["validity"]["mean"] <= 1
     # The best catalog item is the oracle's argmax over true attributes: what the judge reads of it scores high.
     assert results["best-catalog"]["future_utility"]["mean"] > results["unimp-top1"]["future_utility"]["mean"]
     paired = record["paired"]["next_item"]
     assert "gnr vs best-catalog" in paired["future_utility"] and "gnr future vs past" in paired["future_similarity"]
+    assert "gnr-reranked vs unimp-top1" in paired["future_utility"]
     rl = record["extras"]["rl"]
     assert [e["step"] for e in rl["evaluations"]] == [1, 2]
     assert all({"held_out_reward", "judge_validity", "oracle_utility"} <= set(e) for e in rl["evaluations"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,6 +113,35 @@ def test_generated_items_have_images_and_names_and_sft_is_not_redone(gnr_run, sm
     before = (root / "gnr" / "sft" / "training_report.json").stat().st_mtime
     train_gnr(cfg, small_shop, root / "gnr", progress=False, checkpoint_every=0)
     assert (root / "gnr" / "sft" / "training_report.json").stat().st_mtime == before
+    # Best of 4: the 2 of the same 4 draws that the reward rates highest, best first.
+    [four] = gnr.generate([user], n=4, seed=1)
+    [best] = gnr.generate([user], n=2, seed=1, best_of=4)
+    order = np.argsort(-gnr.reward_scores(user, gnr.decoder.pixels(four["codes"])), kind="stable")[:2]
+    assert torch.equal(best["codes"], four["codes"][torch.from_numpy(order.copy())])
+    with pytest.raises(ValueError, match="best_of"):
+        gnr.generate([user], n=2, best_of=1)
+
+
+def test_an_rl_setting_changed_keeps_the_sft_model(gnr_run, small_shop, tmp_path):
+    import dataclasses
+    import shutil
+
+    from tailorgen.unified.gnr import sft_done
+
+    root, cfg, _, _, _ = gnr_run
+    sft = root / "gnr" / "sft"
+    assert sft_done(sft, dataclasses.replace(cfg, group_size=3, rl_lr=1e-4, eval_images=2), small_shop)
+    assert not sft_done(sft, dataclasses.replace(cfg, sft_steps=7), small_shop)
+    assert not sft_done(sft, dataclasses.replace(cfg, guidance=2.0), small_shop)  # its samples use it
+    shutil.copytree(sft, tmp_path / "g" / "sft")
+    before = (tmp_path / "g" / "sft" / "training_report.json").stat().st_mtime
+    calls = []
+    changed = dataclasses.replace(cfg, group_size=3, rl_steps=2, eval_every=2, eval_images=2)
+    report = train_gnr(changed, small_shop, tmp_path / "g", progress=False, checkpoint_every=0,
+                       monitor=lambda step, users, images: calls.append(len(images)) or {})  # fmt: skip
+    assert (tmp_path / "g" / "sft" / "training_report.json").stat().st_mtime == before
+    assert report["config"]["group_size"] == 3 and calls == [report["held_out_images"]]
+    assert report["held_out_images"] == 2 * report["held_out_users"] > 0
 
 
 def test_cli_trains_and_generates(gnr_run, small_shop, tmp_path):
@@ -168,6 +198,8 @@ def test_cli_trains_and_generates(gnr_run, small_shop, tmp_path):
             str(root / "gnr"),
             "--n",
             "2",
+            "--best-of",
+            "3",
             "--out",
             str(tmp_path),
         ],
@@ -175,6 +207,10 @@ def test_cli_trains_and_generates(gnr_run, small_shop, tmp_path):
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "gnr.json").read_text())
     assert len(record["titles"]) == 2 and all(__import__("os").path.exists(p) for p in record["images"])
+    assert record["best_of"] == 3
+    res = CliRunner().invoke(main, ["gnr", "generate", str(small_shop), "--user", user, "--model", str(root / "gnr"),
+                                    "--n", "2", "--best-of", "1"])  # fmt: skip
+    assert res.exit_code == 2 and "--best-of" in res.output and "at least -n (2)" in res.output
     res = CliRunner().invoke(
         main, ["train", "gnr", str(small_shop), "--reward", cfg.reward, "--out", str(tmp_path / "x")]
     )

@@ -12,6 +12,8 @@ the time of the test interaction. Methods, each given as images (the catalog ite
 the recommenders) that the judge reads:
 
 - ``gnr`` and ``gnr-sft`` (before RL): ``n`` drawn next items; ``mismatched``: gnr's items for another user;
+- ``gnr-reranked``: gnr's ``best_of`` drawn items, of which the ``n`` the preference reward rates highest
+  (best-of-N by the training signal, at ``best_of / n`` times the cost);
 - ``unimp-top1``, ``unimp-top4``, ``sasrec-top1``: recommended catalog items (the history left out);
 - ``best-catalog``: the catalog item the oracle rates highest for the user then (the ceiling of recommending).
 
@@ -41,7 +43,7 @@ from tailorgen.unified.serialize import Example
 from tailorgen.unified.tasks import build_task_split
 from tailorgen.unified.train import UniMPTrainConfig
 
-METHODS = ("gnr", "gnr-sft", "unimp-top1", "unimp-top4", "sasrec-top1", "best-catalog", "mismatched")
+METHODS = ("gnr", "gnr-sft", "gnr-reranked", "unimp-top1", "unimp-top4", "sasrec-top1", "best-catalog", "mismatched")
 METRICS = ("future_utility", "validity", "future_similarity", "past_similarity", "novelty", "diversity")
 CURVES = "gnr_rl_curves.png"
 
@@ -53,6 +55,7 @@ class GNRBenchConfig:
     shop_users: int = setting(1200, "Users of the benchmark shop.")
     users: int = setting(300, "Test users measured (the first of the leave-one-out test users).")
     n: int = setting(4, "Items GNR draws per user.")
+    best_of: int = setting(8, "gnr-reranked: items drawn per user, of which the reward's best n are kept.")
     monitor_users: int = setting(32, "Users the reward never saw whom the judge and the oracle watch during RL.")
     unimp_train: tuple[str, ...] = setting((), "key=value overrides of the UniMP model's training config.")
     reward_train: tuple[str, ...] = setting((), "key=value overrides of the reward's training config.")
@@ -60,6 +63,7 @@ class GNRBenchConfig:
 
     def __post_init__(self):
         require(self.users >= 2 and self.n >= 1, "users", (self.users, self.n), "users >= 2 and n >= 1")
+        require(self.best_of >= self.n, "best_of", self.best_of, f"at least n ({self.n})")
 
 
 def cached(folder: Path, cfg, dataset_dir: Path, train) -> Path:
@@ -162,9 +166,10 @@ def method_images(cfg: GNRBenchConfig, ds: Dataset, users: Users, train_historie
     from tailorgen.unified import UniMP
 
     out: dict[str, list[list]] = {}
-    for name, folder in (("gnr", models["gnr"] / "rl"), ("gnr-sft", models["gnr"] / "sft")):
+    for name, folder in (("gnr-sft", models["gnr"] / "sft"), ("gnr", models["gnr"] / "rl")):  # gnr: the last
         gnr = GNR(ds, folder, device=device, histories=train_histories)
         out[name] = [g["images"] for g in gnr.generate(users.ids, cfg.n, cfg.seed)]
+    out["gnr-reranked"] = [g["images"] for g in gnr.generate(users.ids, cfg.n, cfg.seed, best_of=cfg.best_of)]
     t0 = time.perf_counter()
     gnr.generate(users.ids[:1], 1, cfg.seed)
     latency = {"one_item_seconds": round(time.perf_counter() - t0, 3)}
@@ -211,7 +216,8 @@ def run_gnr_benchmark(
     future_vs_past = Comparison(
         "gnr", "gnr", "future_similarity", b_metric="past_similarity", label="gnr future vs past"
     )
-    compared = (*against("gnr", METHODS, ("future_utility", "future_similarity")), future_vs_past)
+    reranked = against("gnr-reranked", ("gnr", "unimp-top1", "sasrec-top1"), ("future_utility",))
+    compared = (*against("gnr", METHODS, ("future_utility", "future_similarity")), *reranked, future_vs_past)
     task = Task("next_item", METHODS, METRICS, "future_utility", compared, units={"user_id": users.ids})
     record = build_record(
         benchmark="gnr",

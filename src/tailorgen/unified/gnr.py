@@ -82,7 +82,8 @@ class GNRTrainConfig:
     guidance: float = setting(3.0, "Classifier-free guidance of the rollouts and of generation.")
     temperature: float = setting(1.0, "Sampling temperature of the rollouts and of generation.")
     eval_every: int = setting(10, "RL: steps between held-out evaluations.")
-    eval_users: int = setting(64, "RL: users the reward never saw, one image each per evaluation.")
+    eval_users: int = setting(64, "RL: users the reward never saw, watched at each evaluation.")
+    eval_images: int = setting(1, "RL: images per watched user at each evaluation (more: a steadier signal).")
     patience: int = setting(3, "RL: evaluations without a held-out gain before it stops.")
     seed: int = setting(0, "Seed of the batch order, the rollouts and the evaluations.")
     threads: int = setting(2, "CPU threads.")
@@ -91,6 +92,7 @@ class GNRTrainConfig:
         require(bool(self.unimp), "unimp", self.unimp, "a UniMP model folder (--from)")
         require(bool(self.reward), "reward", self.reward, "a preference reward folder (--reward)")
         require(self.group_size >= 2, "group_size", self.group_size, "an integer >= 2 (advantages need a group)")
+        require(self.eval_images >= 1, "eval_images", self.eval_images, "an integer >= 1")
         require(self.sft_steps >= 0 and self.rl_steps >= 0, "sft_steps", (self.sft_steps, self.rl_steps), ">= 0")
         require(0 <= self.drop_history < 1, "drop_history", self.drop_history, "a share in [0, 1)")
         require(self.guidance >= 0 and self.temperature >= MIN_TEMPERATURE, "guidance",
@@ -99,6 +101,22 @@ class GNRTrainConfig:
     @property
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(guidance=self.guidance, temperature=self.temperature, top_k=0, top_p=1.0)
+
+
+# Settings only RL reads: changing them trains RL again on the same SFT model. (Guidance and
+# temperature are not among them: the SFT model's own samples use them too.)
+RL_SETTINGS = ("rl_steps", "users_per_step", "group_size", "rl_lr", "clip", "kl_coef", "eval_every", "eval_users",
+               "eval_images", "patience")  # fmt: skip
+
+
+def sft_done(folder: Path, cfg: GNRTrainConfig, dataset_dir: str | Path) -> bool:
+    """Whether ``folder`` holds the SFT model of ``cfg`` on this data, whatever its RL settings."""
+    report = folder / "training_report.json"
+    if not report.is_file():
+        return False
+    stored = read_json(report).get("config", {})
+    as_stored = dataclasses.replace(cfg, **{k: stored[k] for k in RL_SETTINGS if k in stored})
+    return trained_with(folder, as_stored, dataset_dir)
 
 
 @dataclass
@@ -255,6 +273,7 @@ def train_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path
                       progress=progress, desc="gnr rl", log_every=1, data=hashes)  # fmt: skip
     run.track(model=policy, optimizer=opt, rng=rng, generator=gen, signal=signal)
     code_ids, eval_users = policy.image_code_ids, data.held_out_users[: cfg.eval_users]
+    watched = [u for u in eval_users for _ in range(cfg.eval_images)]
     for step in run:
         users = [u for u in rng.choice(data.rl_users, cfg.users_per_step, replace=False) for _ in range(G)]
         codes, old_lp = rollouts.sample(users, gen)
@@ -269,7 +288,7 @@ def train_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path
         opt.step()
         run.log(loss, reward=rewards.mean(), kl=kl)
         due = (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.rl_steps
-        if due and evaluate(step + 1, rollouts, eval_users, cfg.seed, signal, monitor):
+        if due and evaluate(step + 1, rollouts, watched, cfg.seed, signal, monitor):
             break
     if signal.weights:  # the best policy by the held-out signal
         policy.load_state_dict(signal.weights)
@@ -280,14 +299,15 @@ def train_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path
             tmp, what="tailorgen GNR: GRPO against the preference reward", curve_every=1,
             reward_curve=run.curve(1, "reward"), kl_curve=run.curve(1, "kl"), evaluations=signal.evaluations,
             best_step=signal.best_step, stopped_at=run.step, rl_users=len(data.rl_users),
-            held_out_users=len(eval_users),
+            held_out_users=len(eval_users), held_out_images=len(eval_users) * cfg.eval_images,
         )  # fmt: skip
 
 
 @torch.no_grad()
 def evaluate(step: int, rollouts: Rollouts, users: list[str], seed: int, signal: HeldOutSignal,
              monitor: Monitor | None) -> bool:  # fmt: skip
-    """One image per held-out user (the same seed every time); True when RL should stop."""
+    """An image for each of ``users`` (held-out users, repeated for more images each; the same seed
+    every time); True when RL should stop."""
     codes, _ = rollouts.sample(users, torch.Generator().manual_seed(seed + 10_000))
     pixels = rollouts.images(codes)
     held_out = float(rollouts.rewards(users, pixels).mean())
@@ -313,7 +333,7 @@ def train_gnr(
     out = Path(out)
     model = UnifiedModel.from_pretrained(cfg.unimp)
     data = prepare_gnr(cfg, dataset_dir, model, progress)
-    if not trained_with(out / "sft", cfg, dataset_dir):
+    if not sft_done(out / "sft", cfg, dataset_dir):
         train_sft(cfg, data, model, out / "sft", progress, device, checkpoint_every)
     policy = UnifiedModel.from_pretrained(out / "sft")
     report = train_rl(cfg, data, policy, out / "rl", progress, device, checkpoint_every, monitor)
@@ -329,8 +349,8 @@ class GNR:
         folder = folder / "rl" if (folder / "rl").is_dir() else folder / "sft" if (folder / "sft").is_dir() else folder
         self.model = UnifiedModel.from_pretrained(folder, device=device)
         self.folder = folder
-        cfg = GNRTrainConfig(**read_json(folder / "training_report.json")["config"])
-        self.settings = cfg.sampling
+        self.config = GNRTrainConfig(**read_json(folder / "training_report.json")["config"])
+        self.settings = self.config.sampling
         content = item_content(dataset, with_images=self.model.config.with_images, progress=False)
         serializer = Serializer(content.texts, self.model.ids, self.model.config.max_history,
                                 content.has_images and self.model.config.with_images)  # fmt: skip
@@ -339,13 +359,32 @@ class GNR:
         if histories is None:
             histories = build_task_split(dataset, ("image_generation",), "none").train_histories
         self.histories = {u: tuple(h) for u, h in histories.items()}
+        self._reward: tuple[PreferenceReward, object] | None = None
 
-    def generate(self, users: list[str], n: int = 4, seed: int = 0) -> list[dict]:
-        """Per user, ``n`` drawn next items: {"images", "titles", "codes"}."""
+    def generate(self, users: list[str], n: int = 4, seed: int = 0, best_of: int | None = None) -> list[dict]:
+        """Per user, ``n`` drawn next items: {"images", "titles", "codes"}.
+
+        ``best_of`` (>= n): draw that many and keep the ``n`` the preference reward the model was
+        trained against rates highest for the user (best-of-N selection, as rejection sampling in
+        RLHF), best first."""
+        k = best_of or n
+        require(k >= n, "best_of", best_of, f"at least n ({n})")
         examples = [Example(u, "next_item", self.histories[u], "") for u in users]
-        codes, _ = self.decoder.imagine(examples, n, self.settings, seed)
+        codes, _ = self.decoder.imagine(examples, k, self.settings, seed)
         out = []
         for ex, c in zip(examples, codes, strict=True):
+            pixels = self.decoder.pixels(c)
+            if k > n:
+                keep = torch.from_numpy(np.argsort(-self.reward_scores(ex.user, pixels), kind="stable")[:n].copy())
+                c, pixels = c[keep], pixels[keep]
             titles = self.decoder.name_drawn([ex] * n, c)
-            out.append({"images": self.model.vq.to_pil(self.decoder.pixels(c)), "titles": titles, "codes": c})
+            out.append({"images": self.model.vq.to_pil(pixels), "titles": titles, "codes": c})
         return out
+
+    def reward_scores(self, user: str, pixels: torch.Tensor) -> np.ndarray:
+        """The preference reward of each drawn image (n, 3, H, W) for ``user``, read as saved PNGs are."""
+        if self._reward is None:
+            self._reward = PreferenceReward.from_pretrained(self.config.reward), default_encoder("image")
+        reward, encoder = self._reward
+        history = self.decoder.images([e.item for e in self.histories[user]]).numpy()
+        return reward.score([history], embed_pixels(encoder, pixels)[None])[0].numpy()
