@@ -124,6 +124,7 @@ def test_generated_items_have_images_and_names_and_sft_is_not_redone(gnr_run, sm
 
 def test_an_rl_setting_changed_keeps_the_sft_model(gnr_run, small_shop, tmp_path):
     import dataclasses
+    import json
     import shutil
 
     from tailorgen.unified.gnr import sft_done
@@ -134,6 +135,12 @@ def test_an_rl_setting_changed_keeps_the_sft_model(gnr_run, small_shop, tmp_path
     assert not sft_done(sft, dataclasses.replace(cfg, sft_steps=7), small_shop)
     assert not sft_done(sft, dataclasses.replace(cfg, guidance=2.0), small_shop)  # its samples use it
     shutil.copytree(sft, tmp_path / "g" / "sft")
+    # A report written before an RL setting existed (its default was used) still matches.
+    report_file = tmp_path / "g" / "sft" / "training_report.json"
+    old = json.loads(report_file.read_text())
+    del old["config"]["eval_images"]
+    report_file.write_text(json.dumps(old))
+    assert sft_done(tmp_path / "g" / "sft", dataclasses.replace(cfg, eval_images=3), small_shop)
     before = (tmp_path / "g" / "sft" / "training_report.json").stat().st_mtime
     calls = []
     changed = dataclasses.replace(cfg, group_size=3, rl_steps=2, eval_every=2, eval_images=2)

@@ -115,7 +115,8 @@ def sft_done(folder: Path, cfg: GNRTrainConfig, dataset_dir: str | Path) -> bool
     if not report.is_file():
         return False
     stored = read_json(report).get("config", {})
-    as_stored = dataclasses.replace(cfg, **{k: stored[k] for k in RL_SETTINGS if k in stored})
+    defaults = GNRTrainConfig.__dataclass_fields__  # a setting added since the report: its default was used
+    as_stored = dataclasses.replace(cfg, **{k: stored.get(k, defaults[k].default) for k in RL_SETTINGS})
     return trained_with(folder, as_stored, dataset_dir)
 
 
