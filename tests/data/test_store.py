@@ -91,6 +91,41 @@ def test_a_failing_write_leaves_nothing_behind_and_keeps_the_old_dataset(tmp_pat
         pass
 
 
+def test_interactions_streamed_from_parquet_parts_equal_the_table_and_are_checked_across_parts(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tailorgen.data.schema import INTERACTIONS_SCHEMA
+    from tailorgen.data.store import ParquetParts
+
+    items = [{"item_id": i, "title": i.upper()} for i in "abc"]
+    rows = [{"user_id": f"u{k % 3}", "item_id": "abc"[k % 3], "timestamp": k, "rating": 4.0} for k in range(10)]
+    parts = []
+    for k, (a, b) in enumerate(((0, 4), (4, 4), (4, 10))):  # the middle part is empty
+        parts.append(tmp_path / f"p{k}.parquet")
+        pq.write_table(pa.Table.from_pylist(rows[a:b], schema=INTERACTIONS_SCHEMA), parts[-1])
+    with DatasetWriter(tmp_path / "one", source={}) as w:
+        w.set_tables(items=items, interactions=rows)
+    with DatasetWriter(tmp_path / "parts", source={}) as w:
+        w.set_tables(items=items, interactions=ParquetParts(tuple(parts)))
+    one, streamed = Dataset(tmp_path / "one"), Dataset(tmp_path / "parts")
+    assert streamed.interactions.equals(one.interactions) and streamed.manifest["counts"] == one.manifest["counts"]
+    # A bad row is named by its row in the whole table, and nothing is written.
+    bad = rows[4:10]
+    bad[3] = bad[3] | {"rating": float("nan")}
+    pq.write_table(pa.Table.from_pylist(bad), parts[2])
+    with (
+        pytest.raises(DataError, match=r"interactions:7: field 'rating'"),
+        DatasetWriter(tmp_path / "x", source={}) as w,
+    ):
+        w.set_tables(items=items, interactions=ParquetParts(tuple(parts)))
+    pq.write_table(pa.Table.from_pylist(rows[4:6] + [rows[6] | {"item_id": "zz"}]), parts[2])
+    unknown = r"interactions:6: field 'item_id': 1 unknown item ids, e.g. \['zz'\]"
+    with pytest.raises(DataError, match=unknown), DatasetWriter(tmp_path / "x", source={}) as w:
+        w.set_tables(items=items, interactions=ParquetParts(tuple(parts)))
+    assert not (tmp_path / "x").exists()
+
+
 def test_unreadable_image_names_the_file(tmp_path):
     with DatasetWriter(tmp_path / "ds", source={}) as w:
         rel = w.write_image("a", b"not a png")

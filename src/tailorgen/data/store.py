@@ -40,7 +40,7 @@ from tailorgen.data.schema import (
 ROW_GROUP_ROWS = 16_384
 
 
-def _to_table(rows_or_table: list[dict] | pa.Table, schema: pa.Schema, name: str) -> pa.Table:
+def to_table(rows_or_table: list[dict] | pa.Table, schema: pa.Schema, name: str) -> pa.Table:
     if isinstance(rows_or_table, pa.Table):
         missing = [f.name for f in schema if f.name not in rows_or_table.column_names and not f.nullable]
         if missing:
@@ -66,6 +66,16 @@ def _to_table(rows_or_table: list[dict] | pa.Table, schema: pa.Schema, name: str
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
                     raise DataError(name, i, f.name, f"value {row.get(f.name)!r} is not {f.type}") from e
         raise DataError(name, None, None, f"does not fit the schema: {e}") from e
+
+
+@dataclass(frozen=True)
+class ParquetParts:
+    """A table given as Parquet files of its rows in order (written elsewhere: a cluster's workers).
+
+    ``DatasetWriter`` streams them into the table's one file a part at a time, checking each as it
+    checks a table in memory, so the writer never holds the whole table."""
+
+    paths: tuple[Path, ...]
 
 
 def count_items_with_image(items: pa.Table) -> int:
@@ -102,7 +112,7 @@ class DatasetWriter:
     report: ImportReport = field(default_factory=ImportReport)
     sources: Sequence[str | os.PathLike] = ()
     _tmp: Path | None = None
-    _tables: dict[str, pa.Table] = field(default_factory=dict)
+    _tables: dict[str, pa.Table | ParquetParts] = field(default_factory=dict)
     _image_names: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -155,13 +165,17 @@ class DatasetWriter:
     def set_tables(
         self,
         items: list[dict] | pa.Table,
-        interactions: list[dict] | pa.Table,
+        interactions: list[dict] | pa.Table | ParquetParts,
         queries: list[dict] | pa.Table | None = None,
     ) -> None:
-        self._tables["items"] = _to_table(items, ITEMS_SCHEMA, "items")
-        self._tables["interactions"] = _to_table(interactions, INTERACTIONS_SCHEMA, "interactions")
+        self._tables["items"] = to_table(items, ITEMS_SCHEMA, "items")
+        self._tables["interactions"] = (
+            interactions
+            if isinstance(interactions, ParquetParts)
+            else to_table(interactions, INTERACTIONS_SCHEMA, "interactions")
+        )
         if queries is not None:
-            self._tables["queries"] = _to_table(queries, QUERIES_SCHEMA, "queries")
+            self._tables["queries"] = to_table(queries, QUERIES_SCHEMA, "queries")
 
     def _finish(self) -> None:
         if "items" not in self._tables:
@@ -169,25 +183,25 @@ class DatasetWriter:
         items = self._tables["items"]
         if len(items) == 0:
             raise DataError("items", None, None, f"no items left to write; {self._skips_in_brief()}")
-        self._check_numbers()
+        check_finite(items, "items", "price")
         ids = items.column("item_id")
         if len(ids.unique()) != len(ids):
             raise DataError("items", None, "item_id", "duplicate item ids")
-        known = set(ids.to_pylist())
-        unknown = set(self._tables["interactions"].column("item_id").unique().to_pylist()) - known
-        if unknown:
-            raise DataError(
-                "interactions", None, "item_id", f"{len(unknown)} unknown item ids, e.g. {sorted(unknown)[:3]}"
-            )
+        known = pa.chunked_array([ids]).combine_chunks()
         files = {}
         for name, table in self._tables.items():
             filename = TABLES[name][0]
-            pq.write_table(table, self.root / filename, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            if isinstance(table, ParquetParts):
+                n_rows, users = write_parts(table, self.root / filename, known)
+            else:
+                if name == "interactions":
+                    check_interactions(table, known, 0)
+                    n_rows, users = len(table), len(table.column("user_id").unique())
+                pq.write_table(table, self.root / filename, compression="zstd", row_group_size=ROW_GROUP_ROWS)
             files[filename] = hash_file(self.root / filename)
         if (self.root / "images").is_dir():
             # One hash over every image file, so caches keyed on the manifest see image changes too.
             files["images/"] = hash_tree(self.root / "images")
-        inter = self._tables["interactions"]
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "tailorgen_version": __version__,
@@ -195,8 +209,8 @@ class DatasetWriter:
             "source": self.source,
             "counts": {
                 "items": len(items),
-                "interactions": len(inter),
-                "users": len(inter.column("user_id").unique()),
+                "interactions": n_rows,
+                "users": users,
                 "queries": len(self._tables["queries"]) if "queries" in self._tables else 0,
                 "items_with_image": count_items_with_image(items),
                 "skipped_rows": self.report.n_skipped,
@@ -215,15 +229,41 @@ class DatasetWriter:
         where = DataError(first["file"], first["line"], first["field"], first["reason"])
         return f"{self.report.summary().split(';')[0]}, the first at {where}"
 
-    def _check_numbers(self) -> None:
-        """Ratings and prices must be finite: NaN or infinity would reach every statistic and model."""
-        for table, column in (("interactions", "rating"), ("items", "price")):
-            values = self._tables[table].column(column)
-            bad = pc.invert(pc.is_finite(values.cast(pa.float64())))
-            rows = pc.indices_nonzero(pc.fill_null(bad, False).combine_chunks())
-            if len(rows):
-                row = rows[0].as_py()
-                raise DataError(table, row, column, f"value {values[row].as_py()!r} is not a finite number")
+
+def check_finite(table: pa.Table, name: str, column: str, offset: int = 0) -> None:
+    """Ratings and prices must be finite: NaN or infinity would reach every statistic and model."""
+    values = table.column(column)
+    bad = pc.invert(pc.is_finite(values.cast(pa.float64())))
+    rows = pc.indices_nonzero(pc.fill_null(bad, False).combine_chunks())
+    if len(rows):
+        row = rows[0].as_py()
+        raise DataError(name, offset + row, column, f"value {values[row].as_py()!r} is not a finite number")
+
+
+def check_interactions(table: pa.Table, known: pa.Array, offset: int) -> None:
+    """Finite ratings, and every item id among ``known`` (rows counted from ``offset``)."""
+    check_finite(table, "interactions", "rating", offset)
+    unknown = pc.invert(pc.is_in(table.column("item_id"), value_set=known))
+    rows = pc.indices_nonzero(pc.fill_null(unknown, True).combine_chunks())
+    if len(rows):
+        missing = pc.unique(pc.filter(table.column("item_id"), unknown)).to_pylist()
+        raise DataError(
+            "interactions", offset + rows[0].as_py(), "item_id",
+            f"{len(missing)} unknown item ids, e.g. {sorted(map(str, missing))[:3]}",
+        )  # fmt: skip
+
+
+def write_parts(parts: ParquetParts, path: Path, known: pa.Array) -> tuple[int, int]:
+    """The interactions' parts, checked and written into one Parquet file a part at a time; (rows, users)."""
+    rows, users = 0, set()
+    with pq.ParquetWriter(path, INTERACTIONS_SCHEMA, compression="zstd") as writer:
+        for part in parts.paths:
+            table = to_table(pq.read_table(part), INTERACTIONS_SCHEMA, f"interactions part {part}")
+            check_interactions(table, known, rows)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            rows += len(table)
+            users.update(pc.unique(table.column("user_id")).to_pylist())
+    return rows, len(users)
 
 
 class Dataset:

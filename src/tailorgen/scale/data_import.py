@@ -8,31 +8,33 @@ one pair of files (``adapters.amazon.read_items`` and ``read_interactions``):
 2. reduce: the shards' items in order; an id that an earlier shard already gave is skipped and
    reported as the single-machine import reports a repeated id (first row wins);
 3. map: the item ids, sent once to every worker (one Arrow array), and each reviews shard cleaned
-   against them into an Arrow table;
-4. reduce: the tables in shard order, written with the items by ``DatasetWriter`` (built in a
-   temporary folder and renamed in whole: a failed or killed import writes nothing, and an
-   existing dataset stays as it was until the new one is complete).
+   against them and written by its worker as a Parquet part (through a temporary file);
+4. reduce: ``DatasetWriter`` writes the items and streams the parts, in shard order, into
+   ``interactions.parquet`` (in a temporary folder renamed in whole: a failed or killed import
+   writes nothing, and an existing dataset stays as it was until the new one is complete).
 
 Every shard's skips end up in the one ``import_report.json``. The dataset equals the single-machine
-import of the shards concatenated (tests/scale). The client holds the cleaned tables in memory to
-write them (as Arrow columns): the next step for dumps beyond one machine's memory is a Parquet
-part per shard, which ``Dataset`` does not read yet.
+import of the shards concatenated (tests/scale). Items travel as Arrow tables; the client holds the
+items and one part of interactions at a time, never all the interactions.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tailorgen.data.adapters.amazon import FORMATS, import_options, read_interactions, read_items
 from tailorgen.data.clean import Provenance
 from tailorgen.data.errors import DataError, ImportReport
-from tailorgen.data.schema import INTERACTIONS_SCHEMA
-from tailorgen.data.store import DatasetWriter
+from tailorgen.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
+from tailorgen.data.store import DatasetWriter, ParquetParts, to_table
 from tailorgen.scale.jobs import Partition, partitions, run_partitions
 
 
@@ -73,21 +75,28 @@ def import_on_dask(
     options = import_options(strict)
     source = {"format": fmt, "sources": {"reviews": list(map(str, reviews)), "meta": list(map(str, meta))}}
     source["options"] = options | {"shards": {"reviews": len(reviews), "meta": len(meta)}}
-    with DatasetWriter(Path(out), source=source, overwrite=overwrite, report=report, sources=[*reviews, *meta]) as w:
-        # 1-2. Items, shard by shard, then the shards joined in order.
-        items = join_items(by_shard(client, items_partition, meta, fmt, strict, desc="meta", progress=progress), report)
-        # 3-4. Interactions against the known ids, sent to each worker once.
-        # As an Arrow array: Dask walks a Python list or set element by element when it sends one (24 s
-        # for 340,000 ids to 2 workers); an Arrow array goes in one buffer (0.05 s).
-        [known] = client.scatter([pa.array([it["item_id"] for it in items], pa.string())], broadcast=True)
-        parts = by_shard(client, interactions_partition, reviews, known, fmt, strict, desc="reviews", progress=progress)
-        tables = []
-        for table, shard_report in parts:
-            report.merge(shard_report)
-            tables.append(table)
-        w.set_tables(
-            items=items, interactions=pa.concat_tables(tables) if tables else INTERACTIONS_SCHEMA.empty_table()
-        )
+    staging = Path(out).resolve().with_name(f".{Path(out).name}.import-{uuid.uuid4().hex[:8]}")  # workers write here
+    try:
+        with DatasetWriter(
+            Path(out), source=source, overwrite=overwrite, report=report, sources=[*reviews, *meta]
+        ) as w:
+            # 1-2. Items, shard by shard, then the shards joined in order.
+            parts = by_shard(client, items_partition, meta, fmt, strict, desc="meta", progress=progress)
+            items = join_items(parts, report)
+            # 3-4. Interactions against the known ids, sent to each worker once.
+            # As an Arrow array: Dask walks a Python list or set element by element when it sends one (24 s
+            # for 340,000 ids to 2 workers); an Arrow array goes in one buffer (0.05 s).
+            [known] = client.scatter([items.column("item_id").combine_chunks()], broadcast=True)
+            staging.mkdir()
+            written = by_shard(
+                client, interactions_partition, reviews, known, fmt, strict, str(staging), desc="reviews",
+                progress=progress,
+            )  # fmt: skip
+            for _, shard_report in written:
+                report.merge(shard_report)
+            w.set_tables(items=items, interactions=ParquetParts(tuple(Path(p) for p, _ in written)))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return Path(out)
 
 
@@ -111,41 +120,51 @@ def by_shard(client, fn, files: list[Path], *args, desc: str, progress: bool) ->
 
 def items_partition(
     part: Partition, path: str, fmt: str, strict: bool
-) -> tuple[list[dict], dict, ImportReport] | DataError:
-    """On a worker: one metadata shard's items, each kept id's (file, line), and the shard's skips (or its error)."""
+) -> tuple[pa.Table, str, list[int], ImportReport] | DataError:
+    """On a worker: one metadata shard's items (an Arrow table), its file and each item's line there, and the
+    shard's skips (or its error)."""
     report, where = ImportReport(strict=strict), {}
     try:
         items = read_items(FORMATS[fmt], Path(path), report, where)
     except DataError as e:
         return e
-    return items, where, report
+    lines = [where[it["item_id"]][1] for it in items]
+    file = where[items[0]["item_id"]][0] if items else path
+    return to_table(items, ITEMS_SCHEMA, "items"), file, lines, report
 
 
 def interactions_partition(
-    part: Partition, path: str, known: pa.Array, fmt: str, strict: bool
-) -> tuple[pa.Table, ImportReport] | DataError:
-    """On a worker: one reviews shard's interactions with a known item (``known``: the ids), its skips (or error)."""
+    part: Partition, path: str, known: pa.Array, fmt: str, strict: bool, staging: str
+) -> tuple[str, ImportReport] | DataError:
+    """On a worker: one reviews shard's interactions with a known item (``known``: the ids), written as a
+    Parquet part in ``staging`` (through a temporary file); its path and skips (or its error)."""
     report = ImportReport(strict=strict)
     try:
-        return read_interactions(FORMATS[fmt], Path(path), set(known.to_pylist()), report), report
+        rows = read_interactions(FORMATS[fmt], Path(path), set(known.to_pylist()), report)
     except DataError as e:
         return e
+    target = Path(staging) / f"{part.name}.parquet"
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+    pq.write_table(to_table(rows, INTERACTIONS_SCHEMA, "interactions"), tmp)
+    os.replace(tmp, target)  # a retried task rewrites it whole
+    return str(target), report
 
 
-def join_items(parts: list[tuple[list[dict], dict, ImportReport]], report: ImportReport) -> list[dict]:
+def join_items(parts: list[tuple[pa.Table, str, list[int], ImportReport]], report: ImportReport) -> pa.Table:
     """The shards' items in order, each id once (its first row, as ``clean_items`` keeps within a file)."""
     seen: dict[str, Provenance] = {}
-    kept = []
-    for items, where, shard_report in parts:
+    tables = []
+    for table, file, lines, shard_report in parts:
         report.merge(shard_report)
-        for item in items:
-            item_id, (file, line) = item["item_id"], where[item["item_id"]]
-            if item_id in seen:
+        keep = []
+        for item_id, line in zip(table.column("item_id").to_pylist(), lines, strict=True):
+            keep.append(item_id not in seen)
+            if not keep[-1]:
                 # One file read whole would skip this row at its id, before reading its price.
                 report.withdraw(file, line, "price")
                 first = seen[item_id]
                 report.skip(file, line, "item_id", f"duplicate id: '{item_id}' first seen at {first[0]}:{first[1]}")
-                continue
-            seen[item_id] = (file, line)
-            kept.append(item)
-    return kept
+            else:
+                seen[item_id] = (file, line)
+        tables.append(table.filter(pa.array(keep, pa.bool_())))
+    return pa.concat_tables(tables) if tables else ITEMS_SCHEMA.empty_table()
