@@ -31,7 +31,7 @@ from tailorgen.unified.reward import PreferenceReward
 
 
 def agreement(rewards: list[np.ndarray], utilities: list[np.ndarray]) -> dict:
-    """Per-user Spearman, and the reward's top pick against the group mean and a random pick."""
+    """Per-user Spearman, and the reward's top pick against the group mean (the expected random pick)."""
     rho = [spearmanr(r, u).statistic for r, u in zip(rewards, utilities, strict=True) if np.ptp(u) > 0]
     top = np.array([u[int(np.argmax(r))] for r, u in zip(rewards, utilities, strict=True)])
     mean = np.array([u.mean() for u in utilities])

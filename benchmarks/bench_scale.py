@@ -167,7 +167,7 @@ def run(dataset: Path, workers: int, partition: int, cache: Path, index_root: Pa
                               partition, overwrite=True, shards=shards)  # fmt: skip
                 result[f"index_text_{kind}"]["sharded_seconds"] = time.perf_counter() - t
                 rows = np.random.default_rng(1).choice(len(index), 2000, replace=False)
-                queries = read_embeddings(next(cache.glob("*.npz")))[1][np.sort(rows)]  # catalog rows as queries
+                queries = read_embeddings(next(cache.glob("text-*.npz")))[1][np.sort(rows)]  # catalog rows as queries
                 del index
                 search = search_speed(client, out, out.with_name(out.name + "-shards"), queries)
                 result[f"index_text_{kind}"]["search"] = search

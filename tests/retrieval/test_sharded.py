@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -79,14 +80,28 @@ def test_saved_shards_load_as_one_and_a_damaged_folder_is_refused(data, tmp_path
     with pytest.raises(FileExistsError):
         sharded.save(tmp_path / "s")
     meta = json.loads((tmp_path / "s" / "shards.json").read_text())
-    meta["shards"][1]["count"] = 7
-    (tmp_path / "s" / "shards.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="shard-00001 holds 300 vectors, not 7"):
-        ShardedIndex.load(tmp_path / "s")
-    meta["shards"][1] |= {"name": "../../elsewhere", "count": 300}
-    (tmp_path / "s" / "shards.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="is not a saved index"):
-        ShardedIndex.load(tmp_path / "s")
+    for change, says in (
+        ({"count": 7}, "counts do not add up"),
+        ({"count": 7, "total": 307}, "shard-00001 holds 300 flat vectors of dimension 24, not 7 flat of 24"),
+        ({"name": ".."}, "shard 1 is named '..', expected 'shard-00001'"),
+        ({"name": "../../elsewhere"}, "is named '../../elsewhere'"),
+    ):
+        bad = json.loads(json.dumps(meta))
+        bad["count"] = change.pop("total", bad["count"])
+        bad["shards"][1] |= change
+        (tmp_path / "s" / "shards.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=re.escape(says)):
+            ShardedIndex.load(tmp_path / "s")
+
+
+def test_an_empty_shard_finds_nothing_and_the_others_answer(data, tmp_path):
+    ids, x = data
+    VectorIndex().train(x[:1], 1).save(tmp_path / "empty")  # trained, no vectors: a run of items without images
+    sharded = ShardedIndex([VectorIndex.load(tmp_path / "empty"), VectorIndex().add(ids[:50], x[:50])])
+    found, _ = sharded.search(x[:3], 5)
+    assert found == VectorIndex().add(ids[:50], x[:50]).search(x[:3], 5)[0]
+    np.testing.assert_allclose(sharded.vector("item007"), x[7], atol=1e-6)
+    assert sharded.vector("nope") is None
 
 
 def test_shards_must_agree_and_not_share_ids(data):
@@ -97,3 +112,8 @@ def test_shards_must_agree_and_not_share_ids(data):
         ShardedIndex([VectorIndex().add(ids[:3], x[:3]), VectorIndex().add(ids[3:6], x[3:6, :8])])
     with pytest.raises(ValueError, match="at least one shard"):
         ShardedIndex([])
+    ivf = {"nlist": 4, "train_size": 100}
+    apart = [VectorIndex("ivf", **ivf).add(ids[a : a + 100], x[a : a + 100]) for a in (0, 100)]
+    with pytest.raises(ValueError, match="trained apart"):
+        ShardedIndex(apart)
+    np.testing.assert_allclose(apart[1].vector("item150"), x[150], atol=1e-6)  # ivf reconstructs through its map

@@ -204,11 +204,17 @@ def test_the_commands_write_what_their_single_machine_twins_write(shop, tmp_path
     res = runner.invoke(main, ["scale", "index", str(shop), "--by", "image", "--partition-size", "150",
                                "--shards", "2", "--out", str(tmp_path / "sharded")])  # fmt: skip
     assert res.exit_code == 0 and "image vectors in 2 flat shards" in res.output, res.output
-    query = ["--item", item, "--by", "image", "--index", str(tmp_path / "sharded"), "--json"]
-    here = runner.invoke(main, ["search", str(shop), *query])
+    query = ["--item", item, "--index", str(tmp_path / "sharded"), "--json"]
+    here = json.loads(runner.invoke(main, ["search", str(shop), "--by", "image", *query]).stdout)
     there = runner.invoke(main, ["scale", "search", str(shop), *query, "--workers", "2"])
     assert there.exit_code == 0, there.output
-    assert json.loads(here.stdout)["neighbours"] == json.loads(there.stdout)["neighbours"] == found[0]["neighbours"]
+    assert (
+        json.loads(there.stdout) == here and here["neighbours"] == found[0]["neighbours"]
+    )  # the vectors stay on the workers
+    res = runner.invoke(main, ["scale", "search", str(shop), "--item", "nope", "--index", str(tmp_path / "sharded")])
+    assert res.exit_code == 2 and "'nope' is not in" in res.output
+    res = runner.invoke(main, ["scale", "search", str(shop), "--item", item, "--index", str(tmp_path / "one")])
+    assert res.exit_code == 2 and "not a sharded index" in res.output
     # Mistakes are one line, before any cluster starts.
     for bad, says in (
         (["--param", "nlst=8"], "nlst"),
@@ -285,3 +291,16 @@ def test_import_by_shards_is_the_import_of_the_shards_concatenated(client, tmp_p
     assert "imported 298 items" in res.output and Dataset(tmp_path / "cli").interactions.equals(single.interactions)
     res = CliRunner().invoke(main, [*args, "--meta", str(tmp_path / "nope-*.jsonl"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "meta: no file matches" in res.output
+
+
+def test_a_rerun_reuses_its_own_work_and_clears_another_jobs(tmp_path):
+    from tailorgen.scale.index import shard_work_name, work_folder
+    from tailorgen.scale.jobs import Partition
+
+    out = tmp_path / "idx"
+    job = {"kind": "ivf", "params": {"nlist": 8}, "counts": [120, 120]}
+    (work_folder(out, job) / "part-00000").mkdir()
+    assert (work_folder(out, dict(job)) / "part-00000").is_dir()  # the same job: its filled parts are kept
+    assert not (work_folder(out, job | {"params": {"nlist": 16}}) / "part-00000").exists()
+    # A shard waits under its range of parts: a rerun with other shards never takes it for its own.
+    assert shard_work_name(Partition(0, 0, 2)) != shard_work_name(Partition(0, 0, 4))

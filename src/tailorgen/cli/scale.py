@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -171,31 +172,42 @@ def scale_index(dataset_dir, by, kind, params, model, cache_dir, out, overwrite,
 @scale.command("search")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="A sharded index of these embeddings (`tailorgen scale index --shards`).")  # fmt: skip
+              help="A sharded index of DATASET_DIR (`tailorgen scale index --shards`).")  # fmt: skip
 @click.option("--item", "item_id", required=True, help="Id of the item whose neighbours to find.")
-@click.option("--by", type=click.Choice(["text", "image"]), default="text", show_default=True,
-              help="Which embeddings the index holds.")  # fmt: skip
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours to return.")
-@click.option("--model", default=None, help="Encoder spec as for `tailorgen encode` (default: the embedded one).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Where embeddings are cached (default: DATASET_DIR/embeddings).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @cluster_options
-def scale_search(dataset_dir, index_dir, item_id, by, k, model, cache_dir, as_json, workers, scheduler):
+def scale_search(dataset_dir, index_dir, item_id, k, as_json, workers, scheduler):
     """`tailorgen search --index` with each shard of the index held by a worker of the cluster.
 
-    Every worker loads its shards once; the query goes to all of them and their top K are merged:
-    the answer `tailorgen search --index` gives on one machine, which must hold every shard.
+    Every worker loads its shards once; the item's own vector comes from the shard that holds it,
+    the query goes to all of them and their top K are merged: the answer `tailorgen search
+    --index` gives on one machine, which must hold every shard and every embedding. The index
+    says which embeddings (text or image) and which encoder it holds.
     """
-    from tailorgen.cli.search import echo_neighbours, query_embeddings, saved_index_retriever
+    from tailorgen.cli import CommandError
+    from tailorgen.cli.search import echo_neighbours
+    from tailorgen.data import Dataset
+    from tailorgen.retrieval.sharded import read_shards_file
     from tailorgen.scale import dask_client
     from tailorgen.scale.search import ShardsOnCluster
 
-    ds, fingerprint, table = query_embeddings(dataset_dir, item_id, by, model, cache_dir, "cpu", not as_json)
+    ds = Dataset(dataset_dir)
+    if item_id not in ds.item_row:
+        raise click.BadParameter(f"item {item_id!r} is not in {ds.root / 'items.parquet'}", param_hint="--item")
+    try:
+        meta = read_shards_file(Path(index_dir))  # before a cluster starts
+    except (FileNotFoundError, ValueError) as e:
+        raise click.BadParameter(str(e), param_hint="--index") from e
     with dask_client(scheduler, workers, announce=not as_json) as client:
-        retriever = saved_index_retriever(ShardsOnCluster(client, index_dir), index_dir, table, by)
-        neighbours = retriever.retrieve([item_id], k)[0]
-    echo_neighbours(ds, item_id, by, retriever.index.kind, k, fingerprint, len(table.ids), neighbours, as_json)
+        index = ShardsOnCluster(client, index_dir)
+        vector = index.vector(item_id)
+        if vector is None:
+            raise CommandError(f"item {item_id!r} has no vector in {index_dir} (no {meta.get('by', '')} embedding)")
+        ids, scores = index.search(vector[None], k, exclude=[{item_id}])
+    neighbours = [(i, float(s)) for i, s in zip(ids[0], scores[0])]
+    by, encoder = meta.get("by", "?"), meta.get("encoder")
+    echo_neighbours(ds, item_id, by, index.kind, k, encoder, index.count, neighbours, as_json)
 
 
 @scale.command("generate")

@@ -233,7 +233,7 @@ class VectorIndex:
             return self
         if self._index is None or self._dim != other._dim:
             raise ValueError(f"merge into a trained index of the same dimension (have {self._dim}, got {other._dim})")
-        if self.kind == "ivf" and not _same_centroids(self._index, other._index):
+        if self.kind == "ivf" and not same_centroids(self, other):
             raise ValueError("the ivf parts were trained apart; build every part from the same trained index")
         clash = next((i for i in other._ids if i in self._pos), None)
         if clash is not None:
@@ -280,6 +280,8 @@ class VectorIndex:
         n_q = len(q)
         sets = exclusion_sets(exclude, n_q)
         k = int(k)
+        if len(self) == 0:  # trained but empty (a shard of items without images): nothing to find
+            return [[] for _ in range(n_q)], np.full((n_q, k), -np.inf, np.float32)
         # How many of each query's exclusions can actually occupy a result slot.
         m = max((sum(1 for e in s if e in self._pos) for s in sets), default=0) if sets else 0
         fetch = min(k + m, len(self))
@@ -312,6 +314,15 @@ class VectorIndex:
                     break
             out_ids.append(row_ids)
         return out_ids, out_scores
+
+    def vector(self, item_id: str) -> np.ndarray | None:
+        """The vector stored under ``item_id`` (normalized, if the index normalizes), or None when absent."""
+        label = self._pos.get(item_id)
+        if label is None:
+            return None
+        if self.kind == "ivf" and not self._index.direct_map.type:
+            self._index.make_direct_map()  # ivf finds a label's list through this map (8 bytes a vector)
+        return self._index.reconstruct(label)
 
     # ------------------------------------------------------------------ validation
 
@@ -386,6 +397,11 @@ class VectorIndex:
             )
         return Path(path)
 
+    @staticmethod
+    def read_ids(path: str | os.PathLike) -> list[str]:
+        """The ids of a saved index, in order, without reading its vectors."""
+        return pq.read_table(Path(path) / "ids.parquet").column("id").to_pylist()
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> VectorIndex:
         """Read an index written by ``save``; checks that ids, vectors and metadata agree."""
@@ -400,7 +416,7 @@ class VectorIndex:
         normalize = params.pop("normalize", True)
         self = cls(meta["kind"], normalize=normalize, **params)
         self._index = faiss.read_index(str(path / "index.faiss"))
-        self._ids = pq.read_table(path / "ids.parquet").column("id").to_pylist()
+        self._ids = cls.read_ids(path)
         self._pos = {item_id: i for i, item_id in enumerate(self._ids)}
         self._dim = int(meta["dim"])
         counts = {"meta.json": meta["count"], "ids.parquet": len(self._ids), "index.faiss": self._index.ntotal}
@@ -410,7 +426,9 @@ class VectorIndex:
         return self
 
 
-def _same_centroids(a: faiss.Index, b: faiss.Index) -> bool:
+def same_centroids(a: VectorIndex, b: VectorIndex) -> bool:
+    """Whether two trained ivf indexes have the very same centroids (parts or shards of one trained index)."""
+    a, b = a._index, b._index
     ca, cb = a.quantizer.reconstruct_n(0, a.nlist), b.quantizer.reconstruct_n(0, b.nlist)
     return ca.shape == cb.shape and np.array_equal(ca, cb)
 

@@ -5,12 +5,14 @@ single merged index cannot be held anywhere. Cut into shards, each held by its o
 machine (``tailorgen.scale.search`` puts one on each Dask worker), a query goes to every shard and
 the best ``k`` of the ``S * k`` answers are kept.
 
-The merge is exact, not an approximation on top of the index's own: every id of the one-index
-top-k is in its shard's top-k. For ``flat`` shards the result is the exact search of the whole
-catalog. For ``ivf`` shards filled from one trained empty index (``tailorgen scale index``
-builds them so) every shard probes the same ``nprobe`` lists for a query, so together they scan
-exactly the vectors the single index would, and return its results. Only the order of exactly
-equal scores may differ (shards are merged in their order; FAISS's heap breaks ties by label).
+The merge adds no approximation of its own: every id of the one-index top-k is in its shard's
+top-k. For ``flat`` shards the result is the exact search of the whole catalog. For ``ivf`` shards
+filled from one trained empty index (``tailorgen scale index`` builds them so; the centroids are
+checked) every shard probes the same ``nprobe`` lists for a query, so together they scan exactly
+the vectors the single index would, and return its results. Exactly equal scores are the one
+exception: shards are merged in their order and FAISS's heap breaks ties by label, so ties may
+come in another order, and a tie at the k-th place may keep another of the tied ids. (HNSW shards
+would be searched and merged too, but each graph's search is its own approximation.)
 
 On disk: a folder with ``shards.json`` (kind, parameters, dimension, each shard's folder and
 count) and one saved ``VectorIndex`` per shard, written through a temporary folder.
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tailorgen.common import atomic_dir, read_json, write_json
-from tailorgen.retrieval.index import Exclude, VectorIndex, exclusion_sets
+from tailorgen.retrieval.index import Exclude, VectorIndex, exclusion_sets, same_centroids
 
 SHARDS_FILE = "shards.json"
 _FORMAT_VERSION = 1
@@ -77,6 +79,8 @@ class ShardedIndex:
             seen.update(shard.ids)
         self.shards = list(shards)
         self.kind, self.dim = kinds.pop(), dims.pop()
+        if self.kind == "ivf" and not all(same_centroids(self.shards[0], s) for s in self.shards[1:]):
+            raise ValueError("the ivf shards were trained apart; fill every shard from one trained index")
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.shards)
@@ -105,11 +109,15 @@ class ShardedIndex:
         sets = exclusion_sets(exclude, len(np.asarray(queries)))
         return merge_top_k([s.search(queries, k, exclude=sets) for s in self.shards], k)
 
-    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    def vector(self, item_id: str) -> np.ndarray | None:
+        return next((v for s in self.shards if (v := s.vector(item_id)) is not None), None)
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False, **about) -> Path:
+        """The shards and ``shards.json`` (with ``about``: e.g. the encoder that made the vectors), atomically."""
         with atomic_dir(path, overwrite=overwrite) as tmp:
             for i, shard in enumerate(self.shards):
                 shard.save(tmp / shard_name(i))
-            write_shards_file(tmp, [len(s) for s in self.shards], self.kind, self.get_params(), self.dim)
+            write_shards_file(tmp, [len(s) for s in self.shards], self.kind, self.get_params(), self.dim, **about)
         return Path(path)
 
     @classmethod
@@ -119,15 +127,17 @@ class ShardedIndex:
         return cls([VectorIndex.load(path / s["name"]) for s in meta["shards"]])
 
 
-def write_shards_file(folder: Path, counts: Sequence[int], kind: str, params: dict, dim: int) -> None:
-    """``shards.json``: what ``read_shards_file`` checks the shard folders against."""
+def write_shards_file(folder: Path, counts: Sequence[int], kind: str, params: dict, dim: int, **about) -> None:
+    """``shards.json``: what ``read_shards_file`` checks the shard folders against, and ``about`` them."""
     shards = [{"name": shard_name(i), "count": int(n)} for i, n in enumerate(counts)]
     meta = {"format_version": _FORMAT_VERSION, "kind": kind, "params": params, "dim": dim, "count": sum(counts)}
-    write_json(Path(folder) / SHARDS_FILE, meta | {"shards": shards})
+    write_json(Path(folder) / SHARDS_FILE, meta | about | {"shards": shards})
 
 
 def read_shards_file(path: Path) -> dict:
-    file = path / SHARDS_FILE
+    """``shards.json``, checked: shard folders named in order (never a path from the file), each a saved index
+    of the kind, dimension and count it says."""
+    file = Path(path) / SHARDS_FILE
     if not file.is_file():
         raise FileNotFoundError(
             f"{path} is not a sharded index (no {SHARDS_FILE}); `tailorgen scale index --shards` writes one"
@@ -135,13 +145,20 @@ def read_shards_file(path: Path) -> dict:
     meta = read_json(file)
     if meta.get("format_version") != _FORMAT_VERSION:
         raise ValueError(f"{file}: format_version is {meta.get('format_version')}, expected {_FORMAT_VERSION}")
-    for s in meta["shards"]:
-        shard_meta = path / s["name"] / "meta.json"
-        if s["name"] != Path(s["name"]).name or not shard_meta.is_file():
+    shards = meta.get("shards") or []
+    if not shards or sum(int(s["count"]) for s in shards) != meta["count"]:
+        raise ValueError(f"{file}: the shards' counts do not add up to its count ({meta['count']})")
+    for i, s in enumerate(shards):
+        if s["name"] != shard_name(i):
+            raise ValueError(f"{file}: shard {i} is named {s['name']!r}, expected {shard_name(i)!r}")
+        shard_meta = Path(path) / s["name"] / "meta.json"
+        if not shard_meta.is_file():
             raise ValueError(f"{file}: shard {s['name']!r} is not a saved index in {path}")
-        if read_json(shard_meta)["count"] != s["count"]:
+        got = read_json(shard_meta)
+        if (got["count"], got["kind"], got["dim"]) != (s["count"], meta["kind"], meta["dim"]):
             raise ValueError(
-                f"{file}: shard {s['name']} holds {read_json(shard_meta)['count']} vectors, not {s['count']}"
+                f"{file}: shard {s['name']} holds {got['count']} {got['kind']} vectors of dimension {got['dim']}, "
+                f"not {s['count']} {meta['kind']} of {meta['dim']}"
             )
     return meta
 

@@ -75,7 +75,9 @@ def import_on_dask(
     options = import_options(strict)
     source = {"format": fmt, "sources": {"reviews": list(map(str, reviews)), "meta": list(map(str, meta))}}
     source["options"] = options | {"shards": {"reviews": len(reviews), "meta": len(meta)}}
-    staging = Path(out).resolve().with_name(f".{Path(out).name}.import-{uuid.uuid4().hex[:8]}")  # workers write here
+    # Where the workers write their parts; named as a temporary folder of ``out``, so that the next write
+    # of ``out`` removes it if this process is killed before its ``finally``.
+    staging = Path(out).resolve().with_name(f".{Path(out).name}.partial-{os.getpid()}-import-parts")
     try:
         with DatasetWriter(
             Path(out), source=source, overwrite=overwrite, report=report, sources=[*reviews, *meta]

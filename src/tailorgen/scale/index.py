@@ -17,6 +17,7 @@ one machine (``tailorgen index --kind hnsw``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tailorgen.common import atomic_dir, read_json
+from tailorgen.common import atomic_dir, read_json, write_json
 from tailorgen.encoders.catalog import read_embeddings
 from tailorgen.retrieval import VectorIndex
 from tailorgen.retrieval.sharded import read_shards_file, shard_name, write_shards_file
@@ -64,42 +65,67 @@ def index_on_dask(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     encoded = encode_on_dask(client, dataset_dir, by, model, cache_dir, partition_rows, progress=progress)
-    work = out.with_name(f".{out.name}.parts")  # the trained empty index and the filled parts, until the merge
+    if shards > len(encoded.parts):
+        raise ValueError(f"shards ({shards}) cannot exceed the partitions ({len(encoded.parts)}); use smaller ones")
+    work = work_folder(out, {"kind": kind, "params": params or {}, "by": by, "encoder": encoded.fingerprint,
+                             "counts": encoded.counts})  # fmt: skip
     template = trained_index(client, encoded, kind, params or {}, work, progress)
     todo = [p for p in encoded.parts if not (work / p.name / "meta.json").exists()]
     run_partitions(
         client, fill_part, todo, str(template), str(encoded.parts_dir), str(work), desc="index", progress=progress
     )
+    about = {"by": by, "encoder": encoded.fingerprint}
     if shards == 1:
-        index = VectorIndex.load(template)
-        for part in encoded.parts:
-            index.merge(VectorIndex.load(work / part.name))
+        index = merged(template, [work / p.name for p in encoded.parts])
         index.save(out, overwrite=overwrite)
     else:
-        index = save_shards(client, encoded, template, work, out, shards, overwrite, progress)
+        index = save_shards(client, encoded, template, work, out, shards, overwrite, about, progress)
     shutil.rmtree(work, ignore_errors=True)
     return index
 
 
+def work_folder(out: Path, job: dict) -> Path:
+    """Where the trained empty index and the filled parts wait for the merge; what a rerun of the same job
+    finds done there is reused, anything left by another job (other kind, parameters, data) is cleared."""
+    work = out.with_name(f".{out.name}.parts")
+    marker = work / "job.json"
+    if work.exists() and (not marker.is_file() or read_json(marker) != json.loads(json.dumps(job))):
+        shutil.rmtree(work)
+    if not marker.is_file():
+        work.mkdir(parents=True, exist_ok=True)
+        write_json(marker, job)
+    return work
+
+
+def merged(template: Path | str, parts: list[Path]) -> VectorIndex:
+    """The trained empty index with the saved ``parts`` merged into it in order."""
+    index = VectorIndex.load(template)
+    for part in parts:
+        index.merge(VectorIndex.load(part))
+    return index
+
+
 def save_shards(client, encoded: EncodedParts, template: Path, work: Path, out: Path, shards: int,
-                overwrite: bool, progress: bool) -> dict:  # fmt: skip
+                overwrite: bool, about: dict, progress: bool) -> dict:  # fmt: skip
     """Each shard, a run of consecutive parts, merged and saved by a worker; then moved into ``out``."""
-    if shards > len(encoded.parts):
-        raise ValueError(f"shards ({shards}) cannot exceed the partitions ({len(encoded.parts)}); use smaller ones")
     runs = np.array_split(np.arange(len(encoded.parts)), shards)
     groups = [Partition(i, int(r[0]), int(r[-1]) + 1) for i, r in enumerate(runs)]  # a shard's range of parts
-    todo = [g for g in groups if not (work / shard_name(g.index) / "meta.json").exists()]
+    todo = [g for g in groups if not (work / shard_work_name(g) / "meta.json").exists()]
     names = [p.name for p in encoded.parts]
-    counts = run_partitions(
-        client, merge_shard, todo, names, str(template), str(work), desc="shards", progress=progress
-    )
-    counts |= {g.index: read_json(work / shard_name(g.index) / "meta.json")["count"] for g in groups if g not in todo}
+    run_partitions(client, merge_shard, todo, names, str(template), str(work), desc="shards", progress=progress)
+    counts = [read_json(work / shard_work_name(g) / "meta.json")["count"] for g in groups]
     trained = VectorIndex.load(template)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for g in groups:  # a rename: the shards were written beside ``out``, on its file system
-            os.replace(work / shard_name(g.index), tmp / shard_name(g.index))
-        write_shards_file(tmp, [counts[g.index] for g in groups], trained.kind, trained.get_params(), trained.dim)
+            os.replace(work / shard_work_name(g), tmp / shard_name(g.index))
+        write_shards_file(tmp, counts, trained.kind, trained.get_params(), trained.dim, **about)
     return read_shards_file(out)
+
+
+def shard_work_name(shard: Partition) -> str:
+    """A shard's folder while it waits in the work folder: named by its range of parts, so that a rerun
+    with another number of shards never takes it for one of its own."""
+    return f"{shard_name(shard.index)}-parts-{shard.start:05d}-{shard.stop:05d}"
 
 
 def trained_index(client, encoded: EncodedParts, kind: str, params: dict, work: Path, progress: bool) -> Path:
@@ -126,10 +152,8 @@ def trained_index(client, encoded: EncodedParts, kind: str, params: dict, work: 
 
 def merge_shard(shard: Partition, part_names: list[str], template: str, work: str) -> int:
     """On a worker: parts ``shard.start:shard.stop``, filled apart, merged in order and saved as one shard."""
-    index = VectorIndex.load(template)
-    for name in part_names[shard.start : shard.stop]:
-        index.merge(VectorIndex.load(Path(work) / name))
-    index.save(Path(work) / shard_name(shard.index), overwrite=True)
+    index = merged(template, [Path(work) / name for name in part_names[shard.start : shard.stop]])
+    index.save(Path(work) / shard_work_name(shard), overwrite=True)
     return len(index)
 
 

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from tailorgen.retrieval import VectorIndex, merge_top_k
 from tailorgen.retrieval.index import Exclude, exclusion_sets
@@ -29,22 +28,31 @@ class ShardServer:
     def search(self, queries: np.ndarray, k: int, exclude: list[set[str]] | None):
         return self.index.search(queries, k, exclude=exclude)
 
+    def vector(self, item_id: str) -> np.ndarray | None:
+        return self.index.vector(item_id)
+
     def set_params(self, params: dict) -> None:
         self.index.set_params(**params)
 
 
 class ShardsOnCluster:
-    """A ``ShardedIndex`` folder served by the cluster's workers; ``search`` as ``VectorIndex.search``."""
+    """A ``ShardedIndex`` folder served by the cluster's workers; ``search`` as ``VectorIndex.search``.
+
+    An actor lives in its worker's memory: if that worker dies, make a new ``ShardsOnCluster``."""
 
     def __init__(self, client, folder: str | os.PathLike):
         self.folder = Path(folder).resolve()  # workers may start in another folder
-        meta = read_shards_file(self.folder)
-        self.kind, self.dim, self.count = meta["kind"], int(meta["dim"]), int(meta["count"])
-        self.names = [s["name"] for s in meta["shards"]]
+        self.meta = read_shards_file(self.folder)
+        self.kind, self.dim, self.count = self.meta["kind"], int(self.meta["dim"]), int(self.meta["count"])
+        self.names = [s["name"] for s in self.meta["shards"]]
         workers = sorted(client.scheduler_info()["workers"])
-        futures = [
-            client.submit(ShardServer, str(self.folder / name), actor=True, workers=[workers[i % len(workers)]])
-            for i, name in enumerate(self.names)
+        if not workers:
+            raise RuntimeError("the cluster has no workers to hold the shards; start some, or wait for them")
+        futures = [  # pure=False: a fresh actor each time, never one an earlier ShardsOnCluster started
+            client.submit(
+                ShardServer, str(self.folder / n), actor=True, workers=[workers[i % len(workers)]], pure=False
+            )
+            for i, n in enumerate(self.names)
         ]
         self.actors = client.gather(futures)
         self._ids: list[str] | None = None
@@ -59,10 +67,13 @@ class ShardsOnCluster:
     def ids(self) -> list[str]:
         """Every shard's ids in order, read from the shard folders (not from the workers)."""
         if self._ids is None:
-            self._ids = [
-                i for n in self.names for i in pq.read_table(self.folder / n / "ids.parquet")["id"].to_pylist()
-            ]
+            self._ids = [i for n in self.names for i in VectorIndex.read_ids(self.folder / n)]
         return list(self._ids)
+
+    def vector(self, item_id: str) -> np.ndarray | None:
+        """The vector stored under ``item_id``, from the worker whose shard holds it (None when none does)."""
+        pending = [a.vector(item_id) for a in self.actors]  # every shard asked at once
+        return next((v for v in (p.result() for p in pending) if v is not None), None)
 
     def set_params(self, **params) -> ShardsOnCluster:
         for f in [a.set_params(params) for a in self.actors]:
@@ -70,7 +81,7 @@ class ShardsOnCluster:
         return self
 
     def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> tuple[list[list[str]], np.ndarray]:
+        """Every shard's ``k`` best, all asked at once, merged (``merge_top_k``); see ``VectorIndex.search``."""
         queries = np.asarray(queries, np.float32)
-        sets = exclusion_sets(exclude, len(queries))
-        pending = [a.search(queries, k, sets) for a in self.actors]  # every shard at once
+        pending = [a.search(queries, k, exclusion_sets(exclude, len(queries))) for a in self.actors]
         return merge_top_k([p.result() for p in pending], k)

@@ -14,8 +14,8 @@ learned preference reward (``unified.reward``). ``tailorgen train gnr DATASET --
    the k3 estimate of KL(policy || SFT model) per code (as GRPO). One update per batch, so the ratio
    starts at 1 and the clip guards the rest. Log-probabilities come from ``guided_log_probs``: the
    same guidance mix and temperature as the rollouts.
-3. **Against reward hacking**: every ``eval_every`` steps the policy draws one image per user the
-   reward never trained on, and the mean reward there is the held-out signal: the best policy by it
+3. **Against reward hacking**: every ``eval_every`` steps the policy draws ``eval_images`` images per
+   user the reward never trained on, and the mean reward there is the held-out signal: the best policy by it
    is kept, and RL stops after ``patience`` evaluations without a gain. ``monitor`` (given by the
    benchmark) may log the judge's and the oracle's reading of those same images into the curves; the
    trainer never reads what it returns (the judge and the oracle are instruments, never a signal).
@@ -238,9 +238,15 @@ class Rollouts:
         return self.decoder.pixels(codes)
 
     def rewards(self, users, pixels: torch.Tensor) -> torch.Tensor:
-        """The reward of each image for its user, read as a saved PNG would be (``embed_pixels``)."""
-        histories = [self.data.images([e.item for e in self.data.histories[u]]).numpy() for u in users]
-        return self.reward.score(histories, embed_pixels(self.image_encoder, pixels))
+        histories = [self.data.histories[u] for u in users]
+        return drawn_rewards(self.reward, self.image_encoder, self.data.images, histories, pixels)
+
+
+def drawn_rewards(reward: PreferenceReward, encoder, images: ImageFeatures, histories: list, pixels: torch.Tensor):
+    """The reward of each drawn image (B, 3, H, W) for the history (events) beside it, the image read as a
+    saved PNG would be (``embed_pixels``): what RL optimizes and best-of-N selects by."""
+    vectors = [images([e.item for e in h]).numpy() for h in histories]
+    return reward.score(vectors, embed_pixels(encoder, pixels))
 
 
 def grpo_loss(policy_lp, old_lp, ref_lp, rewards, group_size: int, clip: float, kl_coef: float):
@@ -387,5 +393,4 @@ class GNR:
         if self._reward is None:
             self._reward = PreferenceReward.from_pretrained(self.config.reward), default_encoder("image")
         reward, encoder = self._reward
-        history = self.decoder.images([e.item for e in self.histories[user]]).numpy()
-        return reward.score([history], embed_pixels(encoder, pixels)[None])[0].numpy()
+        return drawn_rewards(reward, encoder, self.decoder.images, [self.histories[user]] * len(pixels), pixels).numpy()
