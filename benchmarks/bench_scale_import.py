@@ -71,6 +71,14 @@ def write_dump(shop: Path, n_reviews: int, shards: int, out: Path) -> dict[str, 
     return paths
 
 
+def reset_peak_rss() -> float:
+    """Reset this process's peak RSS (Linux: 5 into clear_refs) to its current RSS, and return that, so that
+    each run's peak is its own and not the one-process import's before it."""
+    Path("/proc/self/clear_refs").write_text("5")
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shop", type=Path, required=True)
@@ -105,6 +113,7 @@ def main() -> None:
     }
     print(f"single machine: {result['single_machine_seconds']:.1f} s", file=sys.stderr)
     for workers in map(int, args.workers.split(",")):
+        client_start_mb = reset_peak_rss()
         with dask_client(workers=workers) as client:
             t = time.perf_counter()
             out = import_on_dask(client, "amazon2023", paths["reviews"], paths["meta"], args.work / f"dask-{workers}")
@@ -115,9 +124,9 @@ def main() -> None:
         result["dask"].append({
             "workers": workers, "seconds": seconds, "reviews_per_second": ds.interactions.num_rows / seconds,
             "worker_peak_rss_mb": worker_rss, "equal_to_single_machine": equal,
+            "client_rss_at_start_mb": client_start_mb, "client_peak_rss_mb": peak_rss_mb(),
         })  # fmt: skip
         print(f"{workers} worker(s): {seconds:.1f} s, equal {equal}", file=sys.stderr)
-    result["client_peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
