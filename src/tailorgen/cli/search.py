@@ -91,7 +91,7 @@ def query_embeddings(dataset_dir, item_id, by, model, cache_dir, device, progres
 
 
 def saved_index_retriever(index, index_dir, table, by):
-    """A retriever over a saved ``index`` (one, sharded, or sharded on a cluster) of ``table``'s items."""
+    """A retriever over a saved ``index`` (one or sharded) of ``table``'s items, checked to index exactly them."""
     from tailorgen.retrieval import ImageRetriever, TextRetriever
 
     if index.ids != table.ids:

@@ -73,7 +73,8 @@ class EmbeddingTable(Mapping[str, np.ndarray]):
 class EmbeddingRetriever:
     """Top-k neighbours of catalog items (or of arbitrary query vectors) in one embedding space.
 
-    ``index`` holds the item pool to search; ``embeddings_by_id`` gives each item's own embedding,
+    ``index`` holds the item pool to search (a ``VectorIndex``, or a ``ShardedIndex``: anything with its
+    ``search``, ``dim`` and ``kind``); ``embeddings_by_id`` gives each item's own embedding,
     which is the query when asking for that item's neighbours. They are usually the same items,
     but need not be (for example, query items from a new batch against an older pool).
     """
