@@ -60,43 +60,28 @@ def search(dataset_dir, item_id, by, k, kind, model, cache_dir, index_dir, devic
     The item itself is left out. Embeddings are computed once and cached (see `tailorgen encode`);
     the index is built in memory for this query, or read from --index.
     """
-    from tailorgen.retrieval import ImageRetriever, TextRetriever, load_index
-
-    ds, fingerprint, table = query_embeddings(dataset_dir, item_id, by, model, cache_dir, device, not as_json)
-    if index_dir:
-        retriever = saved_index_retriever(load_index(index_dir), index_dir, table, by)
-        kind = retriever.index.kind
-    else:
-        retriever_cls = TextRetriever if by == "text" else ImageRetriever
-        retriever = retriever_cls.from_embeddings(table.ids, table.vectors, kind=kind)
-    neighbours = retriever.retrieve([item_id], k)[0]
-    echo_neighbours(ds, item_id, by, kind, k, fingerprint, len(table.ids), neighbours, as_json)
-
-
-def query_embeddings(dataset_dir, item_id, by, model, cache_dir, device, progress):
-    """The dataset, the encoder's fingerprint and the catalog's ``by`` embeddings (cached), checked to hold the item."""
     from tailorgen.data import Dataset
     from tailorgen.encoders import encode_catalog
     from tailorgen.encoders.factory import make_encoder
-    from tailorgen.retrieval import EmbeddingTable
+    from tailorgen.retrieval import EmbeddingTable, ImageRetriever, TextRetriever, load_index
 
     ds = Dataset(dataset_dir)
     if item_id not in ds.item_row:
         raise click.BadParameter(f"item {item_id!r} is not in {ds.root / 'items.parquet'}", param_hint="--item")
     encoder = make_encoder(by, model, device=device)  # a missing model folder: its message says how to make one
-    ids, vectors = encode_catalog(ds, encoder, cache_dir=cache_dir, progress=progress)
+    ids, vectors = encode_catalog(ds, encoder, cache_dir=cache_dir, progress=not as_json)
     if item_id not in set(ids):
         raise CommandError(f"item {item_id!r} has no image, so it cannot be searched --by image; try --by text")
-    return ds, encoder.fingerprint, EmbeddingTable(ids, vectors)
-
-
-def saved_index_retriever(index, index_dir, table, by):
-    """A retriever over a saved ``index`` (one or sharded) of ``table``'s items, checked to index exactly them."""
-    from tailorgen.retrieval import ImageRetriever, TextRetriever
-
-    if index.ids != table.ids:
-        raise CommandError(f"{index_dir} indexes other items than these {by} embeddings; rebuild it for them")
-    return (TextRetriever if by == "text" else ImageRetriever)(index, table)
+    retriever_cls = TextRetriever if by == "text" else ImageRetriever
+    if index_dir:
+        index = load_index(index_dir)  # one index, or a sharded one (`tailorgen scale index --shards`)
+        if index.ids != ids:
+            raise CommandError(f"{index_dir} indexes other items than these {by} embeddings; rebuild it for them")
+        retriever, kind = retriever_cls(index, EmbeddingTable(ids, vectors)), index.kind
+    else:
+        retriever = retriever_cls.from_embeddings(ids, vectors, kind=kind)
+    neighbours = retriever.retrieve([item_id], k)[0]
+    echo_neighbours(ds, item_id, by, kind, k, encoder.fingerprint, len(ids), neighbours, as_json)
 
 
 def echo_neighbours(ds, item_id, by, kind, k, encoder, pool, neighbours, as_json) -> None:

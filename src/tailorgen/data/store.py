@@ -187,7 +187,7 @@ class DatasetWriter:
         ids = items.column("item_id")
         if len(ids.unique()) != len(ids):
             raise DataError("items", None, "item_id", "duplicate item ids")
-        known = pa.chunked_array([ids]).combine_chunks()
+        known = ids.combine_chunks()
         files = {}
         for name, table in self._tables.items():
             filename = TABLES[name][0]

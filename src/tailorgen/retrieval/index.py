@@ -397,11 +397,6 @@ class VectorIndex:
             )
         return Path(path)
 
-    @staticmethod
-    def read_ids(path: str | os.PathLike) -> list[str]:
-        """The ids of a saved index, in order, without reading its vectors."""
-        return pq.read_table(Path(path) / "ids.parquet").column("id").to_pylist()
-
     @classmethod
     def load(cls, path: str | os.PathLike) -> VectorIndex:
         """Read an index written by ``save``; checks that ids, vectors and metadata agree."""
@@ -416,7 +411,7 @@ class VectorIndex:
         normalize = params.pop("normalize", True)
         self = cls(meta["kind"], normalize=normalize, **params)
         self._index = faiss.read_index(str(path / "index.faiss"))
-        self._ids = cls.read_ids(path)
+        self._ids = pq.read_table(path / "ids.parquet").column("id").to_pylist()
         self._pos = {item_id: i for i, item_id in enumerate(self._ids)}
         self._dim = int(meta["dim"])
         counts = {"meta.json": meta["count"], "ids.parquet": len(self._ids), "index.faiss": self._index.ntotal}

@@ -21,15 +21,16 @@ items and one part of interactions at a time, never all the interactions.
 from __future__ import annotations
 
 import glob
+import io
 import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tailorgen.common import atomic_write_bytes
 from tailorgen.data.adapters.amazon import FORMATS, import_options, read_interactions, read_items
 from tailorgen.data.clean import Provenance
 from tailorgen.data.errors import DataError, ImportReport
@@ -145,10 +146,9 @@ def interactions_partition(
         rows = read_interactions(FORMATS[fmt], Path(path), set(known.to_pylist()), report)
     except DataError as e:
         return e
-    target = Path(staging) / f"{part.name}.parquet"
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-    pq.write_table(to_table(rows, INTERACTIONS_SCHEMA, "interactions"), tmp)
-    os.replace(tmp, target)  # a retried task rewrites it whole
+    target, buffer = Path(staging) / f"{part.name}.parquet", io.BytesIO()
+    pq.write_table(to_table(rows, INTERACTIONS_SCHEMA, "interactions"), buffer)
+    atomic_write_bytes(target, buffer.getvalue())  # a retried task rewrites it whole
     return str(target), report
 
 

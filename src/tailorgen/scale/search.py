@@ -31,9 +31,6 @@ class ShardServer:
     def vector(self, item_id: str) -> np.ndarray | None:
         return self.index.vector(item_id)
 
-    def set_params(self, params: dict) -> None:
-        self.index.set_params(**params)
-
 
 class ShardsOnCluster:
     """A ``ShardedIndex`` folder served by the cluster's workers; ``search`` as ``VectorIndex.search``.
@@ -55,7 +52,6 @@ class ShardsOnCluster:
             for i, n in enumerate(self.names)
         ]
         self.actors = client.gather(futures)
-        self._ids: list[str] | None = None
 
     def __len__(self) -> int:
         return self.count
@@ -63,25 +59,14 @@ class ShardsOnCluster:
     def __repr__(self) -> str:
         return f"ShardsOnCluster(kind={self.kind!r}, shards={len(self.names)}, dim={self.dim}, count={self.count})"
 
-    @property
-    def ids(self) -> list[str]:
-        """Every shard's ids in order, read from the shard folders (not from the workers)."""
-        if self._ids is None:
-            self._ids = [i for n in self.names for i in VectorIndex.read_ids(self.folder / n)]
-        return list(self._ids)
-
     def vector(self, item_id: str) -> np.ndarray | None:
         """The vector stored under ``item_id``, from the worker whose shard holds it (None when none does)."""
         pending = [a.vector(item_id) for a in self.actors]  # every shard asked at once
         return next((v for v in (p.result() for p in pending) if v is not None), None)
 
-    def set_params(self, **params) -> ShardsOnCluster:
-        for f in [a.set_params(params) for a in self.actors]:
-            f.result()
-        return self
-
     def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> tuple[list[list[str]], np.ndarray]:
         """Every shard's ``k`` best, all asked at once, merged (``merge_top_k``); see ``VectorIndex.search``."""
         queries = np.asarray(queries, np.float32)
-        pending = [a.search(queries, k, exclusion_sets(exclude, len(queries))) for a in self.actors]
+        sets = exclusion_sets(exclude, len(queries))
+        pending = [a.search(queries, k, sets) for a in self.actors]
         return merge_top_k([p.result() for p in pending], k)

@@ -306,7 +306,7 @@ def train_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path
             tmp, what="tailorgen GNR: GRPO against the preference reward", curve_every=1,
             reward_curve=run.curve(1, "reward"), kl_curve=run.curve(1, "kl"), evaluations=signal.evaluations,
             best_step=signal.best_step, stopped_at=run.step, rl_users=len(data.rl_users),
-            held_out_users=len(eval_users), held_out_images=len(eval_users) * cfg.eval_images,
+            held_out_users=len(eval_users), held_out_images=len(watched),
         )  # fmt: skip
 
 
