@@ -44,7 +44,8 @@ class ShardsOnCluster:
         self.names = [s["name"] for s in self.meta["shards"]]
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
-            raise RuntimeError("the cluster has no workers to hold the shards; start some, or wait for them")
+            # ConnectionError (an OSError): the CLI prints it as one line, like a scheduler it cannot reach.
+            raise ConnectionError("the cluster has no workers to hold the shards; start some, or wait for them")
         futures = [  # pure=False: a fresh actor each time, never one an earlier ShardsOnCluster started
             client.submit(
                 ShardServer, str(self.folder / n), actor=True, workers=[workers[i % len(workers)]], pure=False
