@@ -222,3 +222,32 @@ def test_cli_trains_and_generates(gnr_run, small_shop, tmp_path):
         main, ["train", "gnr", str(small_shop), "--reward", cfg.reward, "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2 and "unimp" in res.output
+
+
+def test_best_of_groups_keeps_the_highest_rewarded_draw_of_each_group():
+    from tailorgen.unified.gnr import best_of_groups
+
+    codes = torch.arange(12).reshape(6, 2)  # two groups of three draws
+    rewards = torch.tensor([0.1, 0.9, 0.3, 2.0, -1.0, 2.0])
+    assert best_of_groups(codes, rewards, 3).tolist() == [[2, 3], [6, 7]]  # first of equals
+
+
+def test_raft_evaluates_the_sft_model_first_and_keeps_the_best_round(gnr_run, small_shop, tmp_path):
+    import dataclasses
+    import shutil
+
+    root, cfg, *_ = gnr_run
+    shutil.copytree(root / "gnr" / "sft", tmp_path / "g" / "sft")
+    raft = dataclasses.replace(cfg, rl_method="raft", raft_rounds=2, raft_steps=2, raft_lr=1e-3)
+    calls = []
+    report = train_gnr(raft, small_shop, tmp_path / "g", progress=False, checkpoint_every=0,
+                       monitor=lambda step, users, images: calls.append(step) or {})  # fmt: skip
+    assert [e["step"] for e in report["evaluations"]] == [0, 1, 2] == calls
+    assert len(report["reward_curve"]) == 2 and report["what"].startswith("tailorgen GNR: RAFT")
+    best = max(report["evaluations"], key=lambda e: e["held_out_reward"])
+    assert report["best_step"] == best["step"]
+    sft = UnifiedModel.from_pretrained(tmp_path / "g" / "sft").state_dict()
+    kept = UnifiedModel.from_pretrained(tmp_path / "g" / "rl").state_dict()
+    assert all(torch.equal(sft[k], kept[k]) for k in sft) == (best["step"] == 0)
+    with pytest.raises(ValueError, match="rl_method"):
+        dataclasses.replace(cfg, rl_method="ppo")

@@ -251,8 +251,9 @@ def extras_of(models: dict, latency: dict) -> dict:
 
 
 def plot_curves(report: dict, path: Path) -> None:
-    """Reward on the training users per step, and at each evaluation the held-out reward, the judge's
-    validity and the oracle's utility: hacking shows as the first rising without the last."""
+    """The reward of the training users' draws at each step (by the policy after that many updates), and at
+    each evaluation the held-out reward, the judge's validity and the oracle's utility, at the same x:
+    hacking shows as the first rising without the last."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,14 +262,14 @@ def plot_curves(report: dict, path: Path) -> None:
     evals = report.get("evaluations") or []
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     axes[0].plot(report.get("reward_curve") or [], label="training users (batch)")
-    axes[0].plot([e["step"] - 1 for e in evals], [e["held_out_reward"] for e in evals], "o-", label="held-out users")
+    axes[0].plot([e["step"] for e in evals], [e["held_out_reward"] for e in evals], "o-", label="held-out users")
     axes[0].set_title("reward")
     for ax, key, title in ((axes[1], "judge_validity", "judge validity (held-out)"),
                            (axes[2], "oracle_utility", "oracle utility (held-out)")):  # fmt: skip
         ax.plot([e["step"] for e in evals if key in e], [e[key] for e in evals if key in e], "o-")
         ax.set_title(title)
     for ax in axes:
-        ax.set_xlabel("RL step")
+        ax.set_xlabel("RL step (RAFT: round)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -14,6 +14,8 @@ learned preference reward (``unified.reward``). ``tailorgen train gnr DATASET --
    the k3 estimate of KL(policy || SFT model) per code (as GRPO). One update per batch, so the ratio
    starts at 1 and the clip guards the rest. Log-probabilities come from ``guided_log_probs``: the
    same guidance mix and temperature as the rollouts.
+   With ``rl_method`` raft, RAFT instead (``train_raft``): rounds of a group per user, the reward's best
+   of each kept, fine-tuning on the kept images' log-likelihood under the same guided settings.
 3. **Against reward hacking**: every ``eval_every`` steps the policy draws ``eval_images`` images per
    user the reward never trained on, and the mean reward there is the held-out signal: the best policy by it
    is kept, and RL stops after ``patience`` evaluations without a gain. ``monitor`` (given by the
@@ -73,7 +75,8 @@ class GNRTrainConfig:
     batch_size: int = setting(16, "SFT sequences per step.")
     sft_lr: float = setting(3e-4, "SFT peak learning rate (warm-up, then cosine).")
     drop_history: float = setting(0.1, "SFT: share of draws whose history is dropped (guidance's unconditional).")
-    rl_steps: int = setting(100, "RL steps at most (stops earlier on the held-out signal).")
+    rl_method: str = setting("grpo", "RL: grpo (clipped policy gradient) or raft (fine-tune on the reward's best).")
+    rl_steps: int = setting(100, "GRPO steps at most (stops earlier on the held-out signal).")
     users_per_step: int = setting(8, "RL: users (prompts) per step.")
     group_size: int = setting(8, "RL: images sampled per user; advantages are standardized within the group.")
     rl_lr: float = setting(2e-5, "RL learning rate (constant).")
@@ -84,6 +87,9 @@ class GNRTrainConfig:
     eval_every: int = setting(10, "RL: steps between held-out evaluations.")
     eval_users: int = setting(64, "RL: users the reward never saw, watched at each evaluation.")
     eval_images: int = setting(4, "RL: images per watched user at each evaluation (more: a steadier signal).")
+    raft_rounds: int = setting(3, "RAFT: rounds of (a group per RL user, keep the reward's best, fine-tune).")
+    raft_steps: int = setting(30, "RAFT: optimizer steps per round on the kept images, batch_size images a step.")
+    raft_lr: float = setting(1e-4, "RAFT learning rate (constant).")
     patience: int = setting(3, "RL: evaluations without a held-out gain before it stops.")
     seed: int = setting(0, "Seed of the batch order, the rollouts and the evaluations.")
     threads: int = setting(2, "CPU threads.")
@@ -91,6 +97,7 @@ class GNRTrainConfig:
     def __post_init__(self):
         require(bool(self.unimp), "unimp", self.unimp, "a UniMP model folder (--from)")
         require(bool(self.reward), "reward", self.reward, "a preference reward folder (--reward)")
+        require(self.rl_method in RL_METHODS, "rl_method", self.rl_method, " or ".join(RL_METHODS))
         require(self.group_size >= 2, "group_size", self.group_size, "an integer >= 2 (advantages need a group)")
         require(self.eval_images >= 1, "eval_images", self.eval_images, "an integer >= 1")
         require(self.sft_steps >= 0 and self.rl_steps >= 0, "sft_steps", (self.sft_steps, self.rl_steps), ">= 0")
@@ -105,8 +112,9 @@ class GNRTrainConfig:
 
 # Settings only RL reads: changing them trains RL again on the same SFT model. (Guidance and
 # temperature are not among them: the SFT model's own samples use them too.)
-RL_SETTINGS = ("rl_steps", "users_per_step", "group_size", "rl_lr", "clip", "kl_coef", "eval_every", "eval_users",
-               "eval_images", "patience")  # fmt: skip
+RL_SETTINGS = ("rl_method", "rl_steps", "users_per_step", "group_size", "rl_lr", "clip", "kl_coef", "eval_every",
+               "eval_users", "eval_images", "raft_rounds", "raft_steps", "raft_lr", "patience")  # fmt: skip
+RL_METHODS = ("grpo", "raft")
 
 
 def sft_done(folder: Path, cfg: GNRTrainConfig, dataset_dir: str | Path) -> bool:
@@ -325,6 +333,78 @@ def evaluate(step: int, rollouts: Rollouts, users: list[str], seed: int, signal:
     return signal.update(step, held_out, rollouts.model)
 
 
+def best_of_groups(codes: torch.Tensor, rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """The codes (B, T) of each group of ``group_size`` consecutive draws that the reward rates highest:
+    (B / group_size, T), the first of equals."""
+    best = rewards.reshape(-1, group_size).argmax(1)
+    return codes.reshape(len(best), group_size, -1)[torch.arange(len(best)), best]
+
+
+def train_raft(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path, progress: bool, device: str,
+               checkpoint_every: int, monitor: Monitor | None = None) -> dict:  # fmt: skip
+    """RAFT, reward-ranked fine-tuning (Dong et al. 2023; one Grow and one Improve step of ReST, Gulcehre et
+    al. 2023, alike): each round draws a group per RL user as at inference, keeps the image the reward rates
+    highest, and fine-tunes on the kept images' log-likelihood under those same guided settings. The
+    held-out signal is read before the first round (the SFT model) and after each; the best is kept."""
+    policy.to(device).train()
+    rollouts = Rollouts(data, policy, PreferenceReward.from_pretrained(cfg.reward), cfg.sampling)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.raft_lr, weight_decay=0.0)
+    rng, gen, signal = (
+        np.random.default_rng(cfg.seed),
+        torch.Generator().manual_seed(cfg.seed),
+        HeldOutSignal(cfg.patience),
+    )
+    hashes = {"dataset": {"hashes": data_hashes(data.dataset.root)}}
+    run = TrainingRun(out, cfg, cfg.raft_rounds, seed=cfg.seed, device=device, progress=progress, log_every=1,
+                      checkpoint_every=min(checkpoint_every, 1), desc="gnr raft (rounds)", data=hashes)  # fmt: skip
+    run.track(model=policy, optimizer=opt, rng=rng, generator=gen, signal=signal)
+    eval_users = data.held_out_users[: cfg.eval_users]
+    watched = [u for u in eval_users for _ in range(cfg.eval_images)]
+    for step in run:
+        if step == 0:
+            evaluate(0, rollouts, watched, cfg.seed, signal, monitor)
+        kept, drawn_reward = best_drawn(rollouts, data.rl_users, cfg, gen, progress)
+        losses = []
+        for _ in range(cfg.raft_steps):
+            pick = rng.integers(0, len(data.rl_users), cfg.batch_size)
+            users = [data.rl_users[j] for j in pick]
+            lp = guided_log_probs(policy.lm, *rollouts.prompts(users), policy.image_code_ids, kept[pick], cfg.sampling)
+            loss = -lp.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.detach())
+        run.log(torch.stack(losses).mean(), reward=drawn_reward)
+        if evaluate(step + 1, rollouts, watched, cfg.seed, signal, monitor):
+            break
+    policy.load_state_dict(signal.weights)  # the best round by the held-out signal (0: the SFT model)
+    policy.cpu().eval()
+    with run.output() as tmp:
+        policy.save_pretrained(tmp)
+        return run.write_report(
+            tmp, what="tailorgen GNR: RAFT against the preference reward", curve_every=1,
+            reward_curve=run.curve(1, "reward"), kl_curve=[], evaluations=signal.evaluations,
+            best_step=signal.best_step, stopped_at=run.step, rl_users=len(data.rl_users),
+            held_out_users=len(eval_users), held_out_images=len(watched),
+        )  # fmt: skip
+
+
+@torch.no_grad()
+def best_drawn(rollouts: Rollouts, users: list[str], cfg: GNRTrainConfig, gen: torch.Generator, progress: bool):
+    """A group of ``group_size`` draws per user, ``users_per_step`` users a batch: the codes the reward rates
+    highest in each group (one row per user) and the mean reward of all the draws."""
+    from tqdm.auto import tqdm
+
+    kept, rewards = [], []
+    for i in tqdm(range(0, len(users), cfg.users_per_step), desc="draw", leave=False, disable=not progress):
+        group = [u for u in users[i : i + cfg.users_per_step] for _ in range(cfg.group_size)]
+        codes, _ = rollouts.sample(group, gen)
+        rewards.append(rollouts.rewards(group, rollouts.images(codes)))
+        kept.append(best_of_groups(codes, rewards[-1], cfg.group_size))
+    return torch.cat(kept), torch.cat(rewards).mean()
+
+
 def train_gnr(
     cfg: GNRTrainConfig,
     dataset_dir: str | Path,
@@ -343,7 +423,8 @@ def train_gnr(
     if not sft_done(out / "sft", cfg, dataset_dir):
         train_sft(cfg, data, model, out / "sft", progress, device, checkpoint_every)
     policy = UnifiedModel.from_pretrained(out / "sft")
-    report = train_rl(cfg, data, policy, out / "rl", progress, device, checkpoint_every, monitor)
+    train = train_raft if cfg.rl_method == "raft" else train_rl
+    report = train(cfg, data, policy, out / "rl", progress, device, checkpoint_every, monitor)
     return report | {"seconds_total": round(time.perf_counter() - t0, 1)}
 
 
