@@ -67,6 +67,7 @@ def gnr_run(small_shop, tiny_vq, tmp_path_factory):
         group_size=2,
         eval_every=2,
         eval_users=4,
+        eval_images=1,
         patience=5,
         threads=1,
     )

@@ -166,15 +166,18 @@ def reward_split(reward_dir: str) -> tuple[float, int]:
     return float(config["held_out_users"]), int(config["user_split_seed"])
 
 
+def hashes_of(data: GNRData) -> dict:
+    return {"dataset": {"hashes": data_hashes(data.dataset.root)}}
+
+
 def train_sft(cfg: GNRTrainConfig, data: GNRData, model: UnifiedModel, out: Path, progress: bool, device: str,
               checkpoint_every: int) -> dict:  # fmt: skip
     """Next-item SFT: the model's own answer-only focal loss on ``next_item`` examples."""
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.sft_lr, weight_decay=0.01)
     rng = np.random.default_rng(cfg.seed)
-    hashes = {"dataset": {"hashes": data_hashes(data.dataset.root)}}
     run = TrainingRun(out, cfg, cfg.sft_steps, seed=cfg.seed, device=device, checkpoint_every=checkpoint_every,
-                      progress=progress, desc="gnr sft", data=hashes)  # fmt: skip
+                      progress=progress, desc="gnr sft", data=hashes_of(data))  # fmt: skip
     run.track(model=model, optimizer=opt, rng=rng)
     pad = model.tokenizer.pad_token_id
     for step in run:
@@ -269,24 +272,27 @@ def grpo_loss(policy_lp, old_lp, ref_lp, rewards, group_size: int, clip: float, 
     return (-surrogate + kl_coef * kl).mean(), kl.mean()
 
 
+def start_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, lr: float, run: TrainingRun, device: str):
+    """What either RL method holds and checkpoints: the policy's rollouts, its optimizer, the generators of
+    the user order and of the draws, and the held-out signal."""
+    policy.to(device).train()
+    rollouts = Rollouts(data, policy, PreferenceReward.from_pretrained(cfg.reward), cfg.sampling)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    signal = HeldOutSignal(cfg.patience)
+    run.track(model=policy, optimizer=opt, rng=rng, generator=gen, signal=signal)
+    return rollouts, opt, rng, gen, signal
+
+
 def train_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path, progress: bool, device: str,
              checkpoint_every: int, monitor: Monitor | None = None) -> dict:  # fmt: skip
     """GRPO against the preference reward on the users it trained on; early stopping on the others."""
     reference = copy.deepcopy(policy).to(device).eval().requires_grad_(False)
-    policy.to(device).train()
     settings, G = cfg.sampling, cfg.group_size
-    rollouts = Rollouts(data, policy, PreferenceReward.from_pretrained(cfg.reward), settings)
-    ref_rollouts = Rollouts(data, reference, rollouts.reward, settings)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.rl_lr, weight_decay=0.0)
-    rng, gen, signal = (
-        np.random.default_rng(cfg.seed),
-        torch.Generator().manual_seed(cfg.seed),
-        HeldOutSignal(cfg.patience),
-    )
-    hashes = {"dataset": {"hashes": data_hashes(data.dataset.root)}}
     run = TrainingRun(out, cfg, cfg.rl_steps, seed=cfg.seed, device=device, checkpoint_every=checkpoint_every,
-                      progress=progress, desc="gnr rl", log_every=1, data=hashes)  # fmt: skip
-    run.track(model=policy, optimizer=opt, rng=rng, generator=gen, signal=signal)
+                      progress=progress, desc="gnr rl", log_every=1, data=hashes_of(data))  # fmt: skip
+    rollouts, opt, rng, gen, signal = start_rl(cfg, data, policy, cfg.rl_lr, run, device)
+    ref_rollouts = Rollouts(data, reference, rollouts.reward, settings)
     code_ids, eval_users = policy.image_code_ids, data.held_out_users[: cfg.eval_users]
     watched = [u for u in eval_users for _ in range(cfg.eval_images)]
     for step in run:
@@ -346,18 +352,9 @@ def train_raft(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Pa
     al. 2023, alike): each round draws a group per RL user as at inference, keeps the image the reward rates
     highest, and fine-tunes on the kept images' log-likelihood under those same guided settings. The
     held-out signal is read before the first round (the SFT model) and after each; the best is kept."""
-    policy.to(device).train()
-    rollouts = Rollouts(data, policy, PreferenceReward.from_pretrained(cfg.reward), cfg.sampling)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.raft_lr, weight_decay=0.0)
-    rng, gen, signal = (
-        np.random.default_rng(cfg.seed),
-        torch.Generator().manual_seed(cfg.seed),
-        HeldOutSignal(cfg.patience),
-    )
-    hashes = {"dataset": {"hashes": data_hashes(data.dataset.root)}}
     run = TrainingRun(out, cfg, cfg.raft_rounds, seed=cfg.seed, device=device, progress=progress, log_every=1,
-                      checkpoint_every=min(checkpoint_every, 1), desc="gnr raft (rounds)", data=hashes)  # fmt: skip
-    run.track(model=policy, optimizer=opt, rng=rng, generator=gen, signal=signal)
+                      checkpoint_every=min(checkpoint_every, 1), desc="gnr raft", data=hashes_of(data))  # fmt: skip
+    rollouts, opt, rng, gen, signal = start_rl(cfg, data, policy, cfg.raft_lr, run, device)
     eval_users = data.held_out_users[: cfg.eval_users]
     watched = [u for u in eval_users for _ in range(cfg.eval_images)]
     for step in run:
