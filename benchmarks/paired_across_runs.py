@@ -4,7 +4,8 @@ A run folder holds one record in the runner's layout (``tailorgen bench ... --ou
 runs (the i-th of ``--a`` with the i-th of ``--b``) must list the same units (e.g. the same users of
 the same shop); the per-unit differences of all the pairs are pooled into one paired test. Uses:
 
-- one method trained two ways, each in its own run (GRPO's record against RAFT's, same shop and seed):
+- one method trained two ways, each in its own run (GRPO's record against RAFT's, same shop and seed;
+  runs that share a ``--work-dir`` retrain each other's model, so keep the records, or the work dirs, apart):
   ``--a runs/grpo --b runs/raft --method-a gnr --method-b gnr``;
 - a comparison inside runs, pooled over shop seeds:
   ``--a runs/s0,runs/s1 --b runs/s0,runs/s1 --method-a gnr --method-b gnr-sft``.
@@ -37,8 +38,9 @@ def unit_values(record: dict, run: Path, task: str, method: str, metric: str) ->
         values = record["per_unit"][task][method][metric]
     except KeyError as e:
         raise SystemExit(f"error: {run}: no {e} (task {task!r}, method {method!r}, metric {metric!r})") from None
-    ids = next(iter(units.values()))
-    return list(ids), np.asarray(values, dtype=float)
+    if not units:
+        raise SystemExit(f"error: {run}: task {task!r} lists no units")
+    return [tuple(ids) for ids in zip(*units.values(), strict=True)], np.asarray(values, dtype=float)
 
 
 def pooled(args) -> dict:

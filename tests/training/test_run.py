@@ -103,6 +103,19 @@ def test_stop_after_ends_the_session_with_a_checkpoint_and_the_next_one_finishes
     torch.testing.assert_close(weights(resumed), weights(full), rtol=0, atol=0)
 
 
+def test_stop_ends_the_run_after_the_current_step_counted_and_logged(tmp_path):
+    run = TrainingRun(tmp_path / "out", LoopConfig(), 12, seed=0, checkpoint_every=0, progress=False, log_every=5)
+    for step in run:
+        run.log(float(step), reward=10.0 * step)
+        if step == 6:  # early stopping decided at the 7th step
+            run.stop()
+    assert run.step == 7
+    assert run.curve(1) == [float(s) for s in range(7)] and run.curve(1, "reward")[-1] == 60.0
+    with run.output() as tmp:
+        report = run.write_report(tmp, what="stopped early", curve_every=1)
+    assert report["steps"] == 12 and len(report["loss_curve"]) == 7
+
+
 def test_a_checkpoint_holds_every_tracked_state_the_rng_and_the_history(tmp_path):
     with pytest.raises(Killed):
         train_loop(tmp_path, kill_at=9)

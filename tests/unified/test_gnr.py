@@ -139,7 +139,8 @@ def test_an_rl_setting_changed_keeps_the_sft_model(gnr_run, small_shop, tmp_path
     # A report written before an RL setting existed (its default was used) still matches.
     report_file = tmp_path / "g" / "sft" / "training_report.json"
     old = json.loads(report_file.read_text())
-    del old["config"]["eval_images"]
+    for added_since in ("eval_images", "rl_method", "raft_rounds", "raft_steps", "raft_batch_size", "raft_lr"):
+        del old["config"][added_since]
     report_file.write_text(json.dumps(old))
     assert sft_done(tmp_path / "g" / "sft", dataclasses.replace(cfg, eval_images=3), small_shop)
     before = (tmp_path / "g" / "sft" / "training_report.json").stat().st_mtime
@@ -244,11 +245,18 @@ def test_raft_evaluates_the_sft_model_first_and_keeps_the_best_round(gnr_run, sm
     report = train_gnr(raft, small_shop, tmp_path / "g", progress=False, checkpoint_every=0,
                        monitor=lambda step, users, images: calls.append(step) or {})  # fmt: skip
     assert [e["step"] for e in report["evaluations"]] == [0, 1, 2] == calls
-    assert len(report["reward_curve"]) == 2 and report["what"].startswith("tailorgen GNR: RAFT")
+    assert len(report["reward_curve"]) == 2 == report["stopped_at"] and report["what"].startswith("tailorgen GNR: RAFT")
     best = max(report["evaluations"], key=lambda e: e["held_out_reward"])
     assert report["best_step"] == best["step"]
     sft = UnifiedModel.from_pretrained(tmp_path / "g" / "sft").state_dict()
     kept = UnifiedModel.from_pretrained(tmp_path / "g" / "rl").state_dict()
     assert all(torch.equal(sft[k], kept[k]) for k in sft) == (best["step"] == 0)
-    with pytest.raises(ValueError, match="rl_method"):
-        dataclasses.replace(cfg, rl_method="ppo")
+    # Early stopping ends the run after the round that decided it, that round counted and logged.
+    shutil.rmtree(tmp_path / "g" / "rl")
+    stopped = train_gnr(dataclasses.replace(raft, raft_rounds=4, patience=1), small_shop, tmp_path / "g",
+                        progress=False, checkpoint_every=0)  # fmt: skip
+    assert stopped["stopped_at"] == stopped["evaluations"][-1]["step"] == len(stopped["reward_curve"])
+    for bad in ({"rl_method": "ppo"}, {"raft_rounds": 0}, {"raft_steps": 0}, {"raft_batch_size": 0},
+                {"raft_lr": 0.0}):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            dataclasses.replace(cfg, **bad)

@@ -261,7 +261,7 @@ def plot_curves(report: dict, path: Path) -> None:
 
     evals = report.get("evaluations") or []
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    axes[0].plot(report.get("reward_curve") or [], label="training users (batch)")
+    axes[0].plot(report.get("reward_curve") or [], label="training users' draws")
     axes[0].plot([e["step"] for e in evals], [e["held_out_reward"] for e in evals], "o-", label="held-out users")
     axes[0].set_title("reward")
     for ax, key, title in ((axes[1], "judge_validity", "judge validity (held-out)"),

@@ -41,7 +41,8 @@ class TrainingRun:
 
     ``out`` gets ``checkpoints/`` every ``checkpoint_every`` steps (0: never). If it already holds
     a checkpoint of this config, iterating starts after that checkpoint's step. ``stop_after``
-    ends this session after that many steps with a checkpoint (for time-boxed machines).
+    ends this session after that many steps with a checkpoint (for time-boxed machines). ``stop()``
+    inside the loop ends the run after the current step (early stopping), that step counted and logged.
     """
 
     def __init__(
@@ -82,6 +83,11 @@ class TrainingRun:
         self.resumed_from: int | None = None
         self._started, self._seconds_before = time.perf_counter(), 0.0
         self._finished: float | None = None
+        self._stop_requested = False
+
+    def stop(self) -> None:
+        """End the run after the current step (a ``break`` would leave that step uncounted and unlogged)."""
+        self._stop_requested = True
 
     def track(self, **objects: Any) -> None:
         """Objects a checkpoint holds: anything with state_dict/load_state_dict; numpy and torch generators."""
@@ -102,6 +108,8 @@ class TrainingRun:
                     self._flush()
                     if self.history["loss"]:
                         bar.set_postfix(loss=f"{np.mean(self.history['loss'][-self.log_every :]):.4f}")
+                if self._stop_requested:
+                    break
                 due = self.checkpoint_every and self.step % self.checkpoint_every == 0
                 stop = self.stop_after and self.step - start >= self.stop_after
                 if self.step < self.steps and (due or stop):

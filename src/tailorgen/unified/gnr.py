@@ -15,12 +15,13 @@ learned preference reward (``unified.reward``). ``tailorgen train gnr DATASET --
    starts at 1 and the clip guards the rest. Log-probabilities come from ``guided_log_probs``: the
    same guidance mix and temperature as the rollouts.
    With ``rl_method`` raft, RAFT instead (``train_raft``): rounds of a group per user, the reward's best
-   of each kept, fine-tuning on the kept images' log-likelihood under the same guided settings.
-3. **Against reward hacking**: every ``eval_every`` steps the policy draws ``eval_images`` images per
-   user the reward never trained on, and the mean reward there is the held-out signal: the best policy by it
-   is kept, and RL stops after ``patience`` evaluations without a gain. ``monitor`` (given by the
-   benchmark) may log the judge's and the oracle's reading of those same images into the curves; the
-   trainer never reads what it returns (the judge and the oracle are instruments, never a signal).
+   of each kept, fine-tuning on the kept images' conditional log-likelihood.
+3. **Against reward hacking**: every ``eval_every`` steps (RAFT: before the first round and after each)
+   the policy draws ``eval_images`` images per user the reward never trained on, and the mean reward
+   there is the held-out signal: the best policy by it is kept, and RL stops after ``patience``
+   evaluations without a gain. ``monitor`` (given by the benchmark) may log the judge's and the oracle's
+   reading of those same images into the curves; the trainer never reads what it returns (the judge and
+   the oracle are instruments, never a signal).
 
 TRL's GRPOTrainer expects a causal LM that writes text through its tokenizer; this model writes
 image codes under guidance, so the loop is here, one screen per phase.
@@ -77,18 +78,19 @@ class GNRTrainConfig:
     drop_history: float = setting(0.1, "SFT: share of draws whose history is dropped (guidance's unconditional).")
     rl_method: str = setting("grpo", "RL: grpo (clipped policy gradient) or raft (fine-tune on the reward's best).")
     rl_steps: int = setting(100, "GRPO steps at most (stops earlier on the held-out signal).")
-    users_per_step: int = setting(8, "RL: users (prompts) per step.")
-    group_size: int = setting(8, "RL: images sampled per user; advantages are standardized within the group.")
-    rl_lr: float = setting(2e-5, "RL learning rate (constant).")
-    clip: float = setting(0.2, "RL: the ratio's clip range (1 - clip, 1 + clip).")
-    kl_coef: float = setting(0.04, "RL: weight of the KL penalty against the SFT model.")
+    users_per_step: int = setting(8, "RL: users (prompts) per step (RAFT: per batch of draws).")
+    group_size: int = setting(8, "RL: images drawn per user (GRPO: advantages within the group; RAFT: best kept).")
+    rl_lr: float = setting(2e-5, "GRPO learning rate (constant).")
+    clip: float = setting(0.2, "GRPO: the ratio's clip range (1 - clip, 1 + clip).")
+    kl_coef: float = setting(0.04, "GRPO: weight of the KL penalty against the SFT model.")
     guidance: float = setting(3.0, "Classifier-free guidance of the rollouts and of generation.")
     temperature: float = setting(1.0, "Sampling temperature of the rollouts and of generation.")
-    eval_every: int = setting(10, "RL: steps between held-out evaluations.")
+    eval_every: int = setting(10, "GRPO: steps between held-out evaluations (RAFT: every round).")
     eval_users: int = setting(64, "RL: users the reward never saw, watched at each evaluation.")
     eval_images: int = setting(4, "RL: images per watched user at each evaluation (more: a steadier signal).")
     raft_rounds: int = setting(3, "RAFT: rounds of (a group per RL user, keep the reward's best, fine-tune).")
-    raft_steps: int = setting(30, "RAFT: optimizer steps per round on the kept images, batch_size images a step.")
+    raft_steps: int = setting(30, "RAFT: optimizer steps per round on the kept images.")
+    raft_batch_size: int = setting(16, "RAFT: kept images per optimizer step.")
     raft_lr: float = setting(1e-4, "RAFT learning rate (constant).")
     patience: int = setting(3, "RL: evaluations without a held-out gain before it stops.")
     seed: int = setting(0, "Seed of the batch order, the rollouts and the evaluations.")
@@ -101,6 +103,10 @@ class GNRTrainConfig:
         require(self.group_size >= 2, "group_size", self.group_size, "an integer >= 2 (advantages need a group)")
         require(self.eval_images >= 1, "eval_images", self.eval_images, "an integer >= 1")
         require(self.sft_steps >= 0 and self.rl_steps >= 0, "sft_steps", (self.sft_steps, self.rl_steps), ">= 0")
+        for name in ("raft_rounds", "raft_steps", "raft_batch_size"):
+            require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        for name in ("rl_lr", "raft_lr"):
+            require(getattr(self, name) > 0, name, getattr(self, name), "a learning rate > 0")
         require(0 <= self.drop_history < 1, "drop_history", self.drop_history, "a share in [0, 1)")
         require(self.guidance >= 0 and self.temperature >= MIN_TEMPERATURE, "guidance",
                 (self.guidance, self.temperature), f"guidance >= 0 and temperature >= {MIN_TEMPERATURE}")  # fmt: skip
@@ -112,8 +118,11 @@ class GNRTrainConfig:
 
 # Settings only RL reads: changing them trains RL again on the same SFT model. (Guidance and
 # temperature are not among them: the SFT model's own samples use them too.)
-RL_SETTINGS = ("rl_method", "rl_steps", "users_per_step", "group_size", "rl_lr", "clip", "kl_coef", "eval_every",
-               "eval_users", "eval_images", "raft_rounds", "raft_steps", "raft_lr", "patience")  # fmt: skip
+RL_SETTINGS = (
+    *("rl_method", "users_per_step", "group_size", "eval_users", "eval_images", "patience"),
+    *("rl_steps", "rl_lr", "clip", "kl_coef", "eval_every"),  # GRPO
+    *("raft_rounds", "raft_steps", "raft_batch_size", "raft_lr"),  # RAFT
+)
 RL_METHODS = ("grpo", "raft")
 
 
@@ -310,7 +319,7 @@ def train_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path
         run.log(loss, reward=rewards.mean(), kl=kl)
         due = (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.rl_steps
         if due and evaluate(step + 1, rollouts, watched, cfg.seed, signal, monitor):
-            break
+            run.stop()
     if signal.weights:  # the best policy by the held-out signal
         policy.load_state_dict(signal.weights)
     policy.cpu().eval()
@@ -350,11 +359,15 @@ def train_raft(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Pa
                checkpoint_every: int, monitor: Monitor | None = None) -> dict:  # fmt: skip
     """RAFT, reward-ranked fine-tuning (Dong et al. 2023; one Grow and one Improve step of ReST, Gulcehre et
     al. 2023, alike): each round draws a group per RL user as at inference, keeps the image the reward rates
-    highest, and fine-tunes on the kept images' log-likelihood under those same guided settings. The
-    held-out signal is read before the first round (the SFT model) and after each; the best is kept."""
+    highest, and fine-tunes on the kept images' conditional log-likelihood (the SFT loss on them, as RAFT
+    and ReST do; the unconditional branch stays the SFT model's, so guidance carries the shift further).
+    The held-out signal is read before the first round (the SFT model) and after each; the best is kept."""
+    # A round is minutes of drawing (every RL user, group_size images each): a checkpoint after every round
+    # unless checkpoints are off.
     run = TrainingRun(out, cfg, cfg.raft_rounds, seed=cfg.seed, device=device, progress=progress, log_every=1,
                       checkpoint_every=min(checkpoint_every, 1), desc="gnr raft", data=hashes_of(data))  # fmt: skip
     rollouts, opt, rng, gen, signal = start_rl(cfg, data, policy, cfg.raft_lr, run, device)
+    conditional = dataclasses.replace(cfg.sampling, guidance=1.0, temperature=1.0)
     eval_users = data.held_out_users[: cfg.eval_users]
     watched = [u for u in eval_users for _ in range(cfg.eval_images)]
     for step in run:
@@ -363,9 +376,9 @@ def train_raft(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Pa
         kept, drawn_reward = best_drawn(rollouts, data.rl_users, cfg, gen, progress)
         losses = []
         for _ in range(cfg.raft_steps):
-            pick = rng.integers(0, len(data.rl_users), cfg.batch_size)
+            pick = rng.integers(0, len(data.rl_users), cfg.raft_batch_size)
             users = [data.rl_users[j] for j in pick]
-            lp = guided_log_probs(policy.lm, *rollouts.prompts(users), policy.image_code_ids, kept[pick], cfg.sampling)
+            lp = guided_log_probs(policy.lm, *rollouts.prompts(users), policy.image_code_ids, kept[pick], conditional)
             loss = -lp.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -374,7 +387,7 @@ def train_raft(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Pa
             losses.append(loss.detach())
         run.log(torch.stack(losses).mean(), reward=drawn_reward)
         if evaluate(step + 1, rollouts, watched, cfg.seed, signal, monitor):
-            break
+            run.stop()
     policy.load_state_dict(signal.weights)  # the best round by the held-out signal (0: the SFT model)
     policy.cpu().eval()
     with run.output() as tmp:
