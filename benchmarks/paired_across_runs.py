@@ -8,7 +8,8 @@ the same shop); the per-unit differences of all the pairs are pooled into one pa
   runs that share a ``--work-dir`` retrain each other's model, so keep the records, or the work dirs, apart):
   ``--a runs/grpo --b runs/raft --method-a gnr --method-b gnr``;
 - a comparison inside runs, pooled over shop seeds:
-  ``--a runs/s0,runs/s1 --b runs/s0,runs/s1 --method-a gnr --method-b gnr-sft``.
+  ``--a runs/s0,runs/s1 --b runs/s0,runs/s1 --method-a gnr --method-b gnr-sft``;
+- two metrics of one method: ``--method-a gnr --method-b gnr --metric future_similarity --metric-b past_similarity``.
 
     python benchmarks/paired_across_runs.py --a A1,A2 --b B1,B2 --task next_item \\
         --method-a gnr --method-b gnr-sft --metric future_utility [--json]
@@ -50,14 +51,14 @@ def pooled(args) -> dict:
     xs, ys = [], []
     for ra, rb in zip(a_runs, b_runs, strict=True):
         ids_a, x = unit_values(record_of(ra), ra, args.task, args.method_a, args.metric)
-        ids_b, y = unit_values(record_of(rb), rb, args.task, args.method_b, args.metric)
+        ids_b, y = unit_values(record_of(rb), rb, args.task, args.method_b, args.metric_b or args.metric)
         if ids_a != ids_b:
             raise SystemExit(f"error: {ra} and {rb} list different units; a paired test needs the same ones")
         xs.append(x)
         ys.append(y)
     x, y = np.concatenate(xs), np.concatenate(ys)
     a_names, b_names = (",".join(map(str, runs)) for runs in (a_runs, b_runs))
-    label = f"{args.metric}: {args.method_a} ({a_names}) vs {args.method_b} ({b_names})"
+    label = f"{args.method_a} {args.metric} ({a_names}) vs {args.method_b} {args.metric_b or args.metric} ({b_names})"
     return {"comparison": label, "mean_a": float(x.mean()), "mean_b": float(y.mean())} | paired_test(x, y)
 
 
@@ -69,6 +70,7 @@ def main() -> None:
     p.add_argument("--method-a", required=True)
     p.add_argument("--method-b", required=True)
     p.add_argument("--metric", default="future_utility")
+    p.add_argument("--metric-b", help="Another metric for --b (e.g. future_similarity against past_similarity).")
     p.add_argument("--json", action="store_true", help="Print the result as JSON.")
     args = p.parse_args()
     r = pooled(args)

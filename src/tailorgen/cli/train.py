@@ -162,8 +162,7 @@ def train_gnr_cmd(dataset, out, device, checkpoint_every, cfg) -> None:
     First supervised fine-tuning on the real next items, from a UniMP model that draws (--from, from
     `tailorgen train unimp`), into OUT/sft; then online RL (GRPO: groups of images per user,
     advantages within the group, a clipped ratio, a KL penalty against the SFT model) against the
-    learned preference reward (--reward, from `tailorgen train reward`), into OUT/rl; or, with
-    --rl-method raft, RAFT (rounds of a group per user, fine-tuning on the reward's best). RL trains on
+    learned preference reward (--reward, from `tailorgen train reward`), into OUT/rl. RL trains on
     the users the reward trained on and keeps the policy that the reward scores best on the users it
     never saw, stopping after --patience evaluations without a gain. Rerun the same command to resume.
     """

@@ -269,7 +269,7 @@ def plot_curves(report: dict, path: Path) -> None:
         ax.plot([e["step"] for e in evals if key in e], [e[key] for e in evals if key in e], "o-")
         ax.set_title(title)
     for ax in axes:
-        ax.set_xlabel("RL step (RAFT: round)")
+        ax.set_xlabel("RL step")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

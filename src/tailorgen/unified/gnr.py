@@ -14,14 +14,11 @@ learned preference reward (``unified.reward``). ``tailorgen train gnr DATASET --
    the k3 estimate of KL(policy || SFT model) per code (as GRPO). One update per batch, so the ratio
    starts at 1 and the clip guards the rest. Log-probabilities come from ``guided_log_probs``: the
    same guidance mix and temperature as the rollouts.
-   With ``rl_method`` raft, RAFT instead (``train_raft``): rounds of a group per user, the reward's best
-   of each kept, fine-tuning on the kept images' conditional log-likelihood.
-3. **Against reward hacking**: every ``eval_every`` steps (RAFT: before the first round and after each)
-   the policy draws ``eval_images`` images per user the reward never trained on, and the mean reward
-   there is the held-out signal: the best policy by it is kept, and RL stops after ``patience``
-   evaluations without a gain. ``monitor`` (given by the benchmark) may log the judge's and the oracle's
-   reading of those same images into the curves; the trainer never reads what it returns (the judge and
-   the oracle are instruments, never a signal).
+3. **Against reward hacking**: every ``eval_every`` steps the policy draws ``eval_images`` images per
+   user the reward never trained on, and the mean reward there is the held-out signal: the best policy by it
+   is kept, and RL stops after ``patience`` evaluations without a gain. ``monitor`` (given by the
+   benchmark) may log the judge's and the oracle's reading of those same images into the curves; the
+   trainer never reads what it returns (the judge and the oracle are instruments, never a signal).
 
 TRL's GRPOTrainer expects a causal LM that writes text through its tokenizer; this model writes
 image codes under guidance, so the loop is here, one screen per phase.
@@ -76,22 +73,17 @@ class GNRTrainConfig:
     batch_size: int = setting(16, "SFT sequences per step.")
     sft_lr: float = setting(3e-4, "SFT peak learning rate (warm-up, then cosine).")
     drop_history: float = setting(0.1, "SFT: share of draws whose history is dropped (guidance's unconditional).")
-    rl_method: str = setting("grpo", "RL: grpo (clipped policy gradient) or raft (fine-tune on the reward's best).")
-    rl_steps: int = setting(100, "GRPO steps at most (stops earlier on the held-out signal).")
-    users_per_step: int = setting(8, "RL: users (prompts) per step (RAFT: per batch of draws).")
-    group_size: int = setting(8, "RL: images drawn per user (GRPO: advantages within the group; RAFT: best kept).")
-    rl_lr: float = setting(2e-5, "GRPO learning rate (constant).")
-    clip: float = setting(0.2, "GRPO: the ratio's clip range (1 - clip, 1 + clip).")
-    kl_coef: float = setting(0.04, "GRPO: weight of the KL penalty against the SFT model.")
+    rl_steps: int = setting(100, "RL steps at most (stops earlier on the held-out signal).")
+    users_per_step: int = setting(8, "RL: users (prompts) per step.")
+    group_size: int = setting(8, "RL: images sampled per user; advantages are standardized within the group.")
+    rl_lr: float = setting(2e-5, "RL learning rate (constant).")
+    clip: float = setting(0.2, "RL: the ratio's clip range (1 - clip, 1 + clip).")
+    kl_coef: float = setting(0.04, "RL: weight of the KL penalty against the SFT model.")
     guidance: float = setting(3.0, "Classifier-free guidance of the rollouts and of generation.")
     temperature: float = setting(1.0, "Sampling temperature of the rollouts and of generation.")
-    eval_every: int = setting(10, "GRPO: steps between held-out evaluations (RAFT: every round).")
+    eval_every: int = setting(10, "RL: steps between held-out evaluations.")
     eval_users: int = setting(64, "RL: users the reward never saw, watched at each evaluation.")
     eval_images: int = setting(4, "RL: images per watched user at each evaluation (more: a steadier signal).")
-    raft_rounds: int = setting(3, "RAFT: rounds of (a group per RL user, keep the reward's best, fine-tune).")
-    raft_steps: int = setting(30, "RAFT: optimizer steps per round on the kept images.")
-    raft_batch_size: int = setting(16, "RAFT: kept images per optimizer step.")
-    raft_lr: float = setting(1e-4, "RAFT learning rate (constant).")
     patience: int = setting(3, "RL: evaluations without a held-out gain before it stops.")
     seed: int = setting(0, "Seed of the batch order, the rollouts and the evaluations.")
     threads: int = setting(2, "CPU threads.")
@@ -99,14 +91,10 @@ class GNRTrainConfig:
     def __post_init__(self):
         require(bool(self.unimp), "unimp", self.unimp, "a UniMP model folder (--from)")
         require(bool(self.reward), "reward", self.reward, "a preference reward folder (--reward)")
-        require(self.rl_method in RL_METHODS, "rl_method", self.rl_method, " or ".join(RL_METHODS))
         require(self.group_size >= 2, "group_size", self.group_size, "an integer >= 2 (advantages need a group)")
         require(self.eval_images >= 1, "eval_images", self.eval_images, "an integer >= 1")
         require(self.sft_steps >= 0 and self.rl_steps >= 0, "sft_steps", (self.sft_steps, self.rl_steps), ">= 0")
-        for name in ("raft_rounds", "raft_steps", "raft_batch_size"):
-            require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
-        for name in ("rl_lr", "raft_lr"):
-            require(getattr(self, name) > 0, name, getattr(self, name), "a learning rate > 0")
+        require(self.rl_lr > 0, "rl_lr", self.rl_lr, "a learning rate > 0")
         require(0 <= self.drop_history < 1, "drop_history", self.drop_history, "a share in [0, 1)")
         require(self.guidance >= 0 and self.temperature >= MIN_TEMPERATURE, "guidance",
                 (self.guidance, self.temperature), f"guidance >= 0 and temperature >= {MIN_TEMPERATURE}")  # fmt: skip
@@ -118,12 +106,8 @@ class GNRTrainConfig:
 
 # Settings only RL reads: changing them trains RL again on the same SFT model. (Guidance and
 # temperature are not among them: the SFT model's own samples use them too.)
-RL_SETTINGS = (
-    *("rl_method", "users_per_step", "group_size", "eval_users", "eval_images", "patience"),
-    *("rl_steps", "rl_lr", "clip", "kl_coef", "eval_every"),  # GRPO
-    *("raft_rounds", "raft_steps", "raft_batch_size", "raft_lr"),  # RAFT
-)
-RL_METHODS = ("grpo", "raft")
+RL_SETTINGS = ("rl_steps", "users_per_step", "group_size", "rl_lr", "clip", "kl_coef", "eval_every", "eval_users",
+               "eval_images", "patience")  # fmt: skip
 
 
 def sft_done(folder: Path, cfg: GNRTrainConfig, dataset_dir: str | Path) -> bool:
@@ -175,18 +159,15 @@ def reward_split(reward_dir: str) -> tuple[float, int]:
     return float(config["held_out_users"]), int(config["user_split_seed"])
 
 
-def hashes_of(data: GNRData) -> dict:
-    return {"dataset": {"hashes": data_hashes(data.dataset.root)}}
-
-
 def train_sft(cfg: GNRTrainConfig, data: GNRData, model: UnifiedModel, out: Path, progress: bool, device: str,
               checkpoint_every: int) -> dict:  # fmt: skip
     """Next-item SFT: the model's own answer-only focal loss on ``next_item`` examples."""
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.sft_lr, weight_decay=0.01)
     rng = np.random.default_rng(cfg.seed)
+    hashes = {"dataset": {"hashes": data_hashes(data.dataset.root)}}
     run = TrainingRun(out, cfg, cfg.sft_steps, seed=cfg.seed, device=device, checkpoint_every=checkpoint_every,
-                      progress=progress, desc="gnr sft", data=hashes_of(data))  # fmt: skip
+                      progress=progress, desc="gnr sft", data=hashes)  # fmt: skip
     run.track(model=model, optimizer=opt, rng=rng)
     pad = model.tokenizer.pad_token_id
     for step in run:
@@ -281,27 +262,24 @@ def grpo_loss(policy_lp, old_lp, ref_lp, rewards, group_size: int, clip: float, 
     return (-surrogate + kl_coef * kl).mean(), kl.mean()
 
 
-def start_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, lr: float, run: TrainingRun, device: str):
-    """What either RL method holds and checkpoints: the policy's rollouts, its optimizer, the generators of
-    the user order and of the draws, and the held-out signal."""
-    policy.to(device).train()
-    rollouts = Rollouts(data, policy, PreferenceReward.from_pretrained(cfg.reward), cfg.sampling)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    signal = HeldOutSignal(cfg.patience)
-    run.track(model=policy, optimizer=opt, rng=rng, generator=gen, signal=signal)
-    return rollouts, opt, rng, gen, signal
-
-
 def train_rl(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path, progress: bool, device: str,
              checkpoint_every: int, monitor: Monitor | None = None) -> dict:  # fmt: skip
     """GRPO against the preference reward on the users it trained on; early stopping on the others."""
     reference = copy.deepcopy(policy).to(device).eval().requires_grad_(False)
+    policy.to(device).train()
     settings, G = cfg.sampling, cfg.group_size
-    run = TrainingRun(out, cfg, cfg.rl_steps, seed=cfg.seed, device=device, checkpoint_every=checkpoint_every,
-                      progress=progress, desc="gnr rl", log_every=1, data=hashes_of(data))  # fmt: skip
-    rollouts, opt, rng, gen, signal = start_rl(cfg, data, policy, cfg.rl_lr, run, device)
+    rollouts = Rollouts(data, policy, PreferenceReward.from_pretrained(cfg.reward), settings)
     ref_rollouts = Rollouts(data, reference, rollouts.reward, settings)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.rl_lr, weight_decay=0.0)
+    rng, gen, signal = (
+        np.random.default_rng(cfg.seed),
+        torch.Generator().manual_seed(cfg.seed),
+        HeldOutSignal(cfg.patience),
+    )
+    hashes = {"dataset": {"hashes": data_hashes(data.dataset.root)}}
+    run = TrainingRun(out, cfg, cfg.rl_steps, seed=cfg.seed, device=device, checkpoint_every=checkpoint_every,
+                      progress=progress, desc="gnr rl", log_every=1, data=hashes)  # fmt: skip
+    run.track(model=policy, optimizer=opt, rng=rng, generator=gen, signal=signal)
     code_ids, eval_users = policy.image_code_ids, data.held_out_users[: cfg.eval_users]
     watched = [u for u in eval_users for _ in range(cfg.eval_images)]
     for step in run:
@@ -348,73 +326,6 @@ def evaluate(step: int, rollouts: Rollouts, users: list[str], seed: int, signal:
     return signal.update(step, held_out, rollouts.model)
 
 
-def best_of_groups(codes: torch.Tensor, rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """The codes (B, T) of each group of ``group_size`` consecutive draws that the reward rates highest:
-    (B / group_size, T), the first of equals."""
-    best = rewards.reshape(-1, group_size).argmax(1)
-    return codes.reshape(len(best), group_size, -1)[torch.arange(len(best)), best]
-
-
-def train_raft(cfg: GNRTrainConfig, data: GNRData, policy: UnifiedModel, out: Path, progress: bool, device: str,
-               checkpoint_every: int, monitor: Monitor | None = None) -> dict:  # fmt: skip
-    """RAFT, reward-ranked fine-tuning (Dong et al. 2023; one Grow and one Improve step of ReST, Gulcehre et
-    al. 2023, alike): each round draws a group per RL user as at inference, keeps the image the reward rates
-    highest, and fine-tunes on the kept images' conditional log-likelihood (the SFT loss on them, as RAFT
-    and ReST do; the unconditional branch stays the SFT model's, so guidance carries the shift further).
-    The held-out signal is read before the first round (the SFT model) and after each; the best is kept."""
-    # A round is minutes of drawing (every RL user, group_size images each): a checkpoint after every round
-    # unless checkpoints are off.
-    run = TrainingRun(out, cfg, cfg.raft_rounds, seed=cfg.seed, device=device, progress=progress, log_every=1,
-                      checkpoint_every=min(checkpoint_every, 1), desc="gnr raft", data=hashes_of(data))  # fmt: skip
-    rollouts, opt, rng, gen, signal = start_rl(cfg, data, policy, cfg.raft_lr, run, device)
-    conditional = dataclasses.replace(cfg.sampling, guidance=1.0, temperature=1.0)
-    eval_users = data.held_out_users[: cfg.eval_users]
-    watched = [u for u in eval_users for _ in range(cfg.eval_images)]
-    for step in run:
-        if step == 0:
-            evaluate(0, rollouts, watched, cfg.seed, signal, monitor)
-        kept, drawn_reward = best_drawn(rollouts, data.rl_users, cfg, gen, progress)
-        losses = []
-        for _ in range(cfg.raft_steps):
-            pick = rng.integers(0, len(data.rl_users), cfg.raft_batch_size)
-            users = [data.rl_users[j] for j in pick]
-            lp = guided_log_probs(policy.lm, *rollouts.prompts(users), policy.image_code_ids, kept[pick], conditional)
-            loss = -lp.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-            opt.step()
-            losses.append(loss.detach())
-        run.log(torch.stack(losses).mean(), reward=drawn_reward)
-        if evaluate(step + 1, rollouts, watched, cfg.seed, signal, monitor):
-            run.stop()
-    policy.load_state_dict(signal.weights)  # the best round by the held-out signal (0: the SFT model)
-    policy.cpu().eval()
-    with run.output() as tmp:
-        policy.save_pretrained(tmp)
-        return run.write_report(
-            tmp, what="tailorgen GNR: RAFT against the preference reward", curve_every=1,
-            reward_curve=run.curve(1, "reward"), kl_curve=[], evaluations=signal.evaluations,
-            best_step=signal.best_step, stopped_at=run.step, rl_users=len(data.rl_users),
-            held_out_users=len(eval_users), held_out_images=len(watched),
-        )  # fmt: skip
-
-
-@torch.no_grad()
-def best_drawn(rollouts: Rollouts, users: list[str], cfg: GNRTrainConfig, gen: torch.Generator, progress: bool):
-    """A group of ``group_size`` draws per user, ``users_per_step`` users a batch: the codes the reward rates
-    highest in each group (one row per user) and the mean reward of all the draws."""
-    from tqdm.auto import tqdm
-
-    kept, rewards = [], []
-    for i in tqdm(range(0, len(users), cfg.users_per_step), desc="draw", leave=False, disable=not progress):
-        group = [u for u in users[i : i + cfg.users_per_step] for _ in range(cfg.group_size)]
-        codes, _ = rollouts.sample(group, gen)
-        rewards.append(rollouts.rewards(group, rollouts.images(codes)))
-        kept.append(best_of_groups(codes, rewards[-1], cfg.group_size))
-    return torch.cat(kept), torch.cat(rewards).mean()
-
-
 def train_gnr(
     cfg: GNRTrainConfig,
     dataset_dir: str | Path,
@@ -433,8 +344,7 @@ def train_gnr(
     if not sft_done(out / "sft", cfg, dataset_dir):
         train_sft(cfg, data, model, out / "sft", progress, device, checkpoint_every)
     policy = UnifiedModel.from_pretrained(out / "sft")
-    train = train_raft if cfg.rl_method == "raft" else train_rl
-    report = train(cfg, data, policy, out / "rl", progress, device, checkpoint_every, monitor)
+    report = train_rl(cfg, data, policy, out / "rl", progress, device, checkpoint_every, monitor)
     return report | {"seconds_total": round(time.perf_counter() - t0, 1)}
 
 
