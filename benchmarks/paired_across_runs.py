@@ -4,9 +4,9 @@ A run folder holds one record in the runner's layout (``tailorgen bench ... --ou
 runs (the i-th of ``--a`` with the i-th of ``--b``) must list the same units (e.g. the same users of
 the same shop); the per-unit differences of all the pairs are pooled into one paired test. Uses:
 
-- one method trained two ways, each in its own run (GRPO's record against RAFT's, same shop and seed;
-  runs that share a ``--work-dir`` retrain each other's model, so keep the records, or the work dirs, apart):
-  ``--a runs/grpo --b runs/raft --method-a gnr --method-b gnr``;
+- one method trained two ways, each in its own run (two RL settings, same shop and seed; runs that
+  share a ``--work-dir`` retrain each other's model, so keep the records, or the work dirs, apart):
+  ``--a runs/rl-a --b runs/rl-b --method-a gnr --method-b gnr``;
 - a comparison inside runs, pooled over shop seeds:
   ``--a runs/s0,runs/s1 --b runs/s0,runs/s1 --method-a gnr --method-b gnr-sft``;
 - two metrics of one method: ``--method-a gnr --method-b gnr --metric future_similarity --metric-b past_similarity``.
