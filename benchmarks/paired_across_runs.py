@@ -23,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tailorgen.evaluation.runner import read_record
 from tailorgen.evaluation.stats import paired_test
 
 
 def record_of(run: Path) -> dict:
-    found = sorted(run.glob("*_benchmark.json"))
-    if len(found) != 1:
-        raise SystemExit(f"error: {run}: expected one *_benchmark.json, found {len(found)}")
-    return json.loads(found[0].read_text())
+    try:
+        return read_record(run)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def unit_values(record: dict, run: Path, task: str, method: str, metric: str) -> tuple[list, np.ndarray]:
